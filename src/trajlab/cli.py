@@ -1,0 +1,205 @@
+"""The command line: ``trajlab list / config / run / show / plot / bench``.
+
+Input errors print one line ``error: ...`` naming the field and what is allowed, and exit with
+code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from trajlab.errors import TrajlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="trajlab: trajectories of gradient descent.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _resolve(preset_name: str, sets: list[str], quick: bool, x64: bool):
+    from trajlab.experiments import get_preset
+    from trajlab.sweep import parse_assignment, split_axes
+
+    preset = get_preset(preset_name)
+    assignments = dict(parse_assignment(text) for text in sets)
+    if x64:
+        assignments["train.x64"] = True
+    fixed, axes = split_axes(assignments)
+    return preset, fixed, axes
+
+
+def default_out(preset_name: str, quick: bool) -> Path:
+    return Path("results") / (preset_name + ("-quick" if quick else ""))
+
+
+@app.command("list")
+def list_presets() -> None:
+    """List the presets with a one-line description."""
+    from rich.table import Table
+
+    from trajlab.experiments import PRESETS
+
+    table = Table("preset", "description", box=None)
+    for preset in PRESETS.values():
+        table.add_row(preset.name, preset.description)
+    console.print(table)
+
+
+@app.command("config")
+def show_config(
+    preset: str = typer.Argument(..., help="preset name (see `trajlab list`)"),
+    set_: List[str] = typer.Option([], "--set", help="key=value; a list [a,b] sweeps the field"),
+    quick: bool = typer.Option(False, "--quick", help="the shrunken preset"),
+    x64: bool = typer.Option(False, "--x64", help="float64"),
+) -> None:
+    """Print the fully resolved config (every field by dotted name) and the swept axes."""
+    import yaml
+
+    from trajlab.config import to_flat
+
+    try:
+        spec, fixed, axes = _resolve(preset, set_, quick, x64)
+        base, grid = spec.resolve(fixed, axes, quick)
+        configs = spec.configs(fixed, axes, quick)
+    except TrajlabError as error:
+        _fail(str(error))
+    document = {"preset": spec.name, "config": to_flat(base), "sweep": grid, "runs": len(configs)}
+    console.print(yaml.safe_dump(document, sort_keys=False), highlight=False, markup=False)
+
+
+@app.command("run")
+def run(
+    preset: str = typer.Argument(..., help="preset name (see `trajlab list`)"),
+    set_: List[str] = typer.Option([], "--set", help="key=value; a list [a,b] sweeps the field"),
+    out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default results/PRESET[-quick])"),
+    x64: bool = typer.Option(False, "--x64", help="float64 instead of float32"),
+    quick: bool = typer.Option(False, "--quick", help="fewer grid points: minutes on a 2-core CPU"),
+    max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
+) -> None:
+    """Run a preset's sweep into a folder (resumes: finished runs are skipped), then plot it."""
+    from trajlab.store import SweepStore
+
+    try:
+        if max_batch < 1:
+            raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
+        spec, fixed, axes = _resolve(preset, set_, quick, x64)
+        configs = spec.configs(fixed, axes, quick)
+        folder = out if out is not None else default_out(spec.name, quick)
+        reason = SweepStore.can_write(folder)
+        if reason:
+            raise TrajlabError(f"--out: cannot write to folder {str(folder)!r} ({reason})")
+        from trajlab.sweep import run_sweep
+
+        baselines = spec.baselines(configs) if spec.baselines else []
+        console.print(f"{spec.name}: {len(configs)} runs, {len(baselines)} baselines -> {folder}")
+        data = run_sweep(
+            configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress
+        )
+    except TrajlabError as error:
+        _fail(str(error))
+    _print_summary(data)
+    if figures and spec.figures:
+        for path in _write_figures(spec, data, folder):
+            console.print(f"wrote {path}")
+
+
+def _print_summary(data) -> None:
+    from trajlab.report import final_table, render_table, summary_table
+
+    if len(data.runs) == 0:
+        console.print("no finished runs")
+        return
+    console.print(render_table(summary_table(data.runs), title="summary by depth"))
+    console.print(render_table(final_table(data.runs, data.baselines), title="final values"))
+
+
+def _write_figures(spec, data, folder: Path) -> list[Path]:
+    from trajlab.plots import save_figure
+    from trajlab.report import final_table
+
+    written = []
+    for name, figure in spec.figures(data).items():
+        written.extend(save_figure(figure, Path(folder) / "figures", name))
+    table_path = Path(folder) / "final_table.csv"
+    final_table(data.runs, data.baselines).to_csv(table_path)
+    written.append(table_path)
+    return written
+
+
+def _load(folder: Path):
+    from trajlab.store import load
+
+    try:
+        return load(folder)
+    except TrajlabError as error:
+        _fail(str(error))
+
+
+@app.command("show")
+def show(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
+    """Print the summary table and the table of final values of a sweep folder."""
+    data = _load(folder)
+    _print_summary(data)
+
+
+@app.command("plot")
+def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
+    """Write the preset's figures of a sweep folder as PNG and SVG into FOLDER/figures."""
+    from trajlab.experiments import get_preset
+
+    data = _load(folder)
+    presets = data.manifest.get("presets") or []
+    if not presets:
+        _fail(f"DIR: {str(folder)!r} records no preset, so there are no preset figures to draw")
+    try:
+        spec = get_preset(presets[-1])
+    except TrajlabError as error:
+        _fail(str(error))
+    if len(data.runs) == 0:
+        _fail(f"DIR: {str(folder)!r} has no finished runs to plot")
+    for path in _write_figures(spec, data, folder):
+        console.print(f"wrote {path}")
+
+
+@app.command("bench")
+def bench(
+    batches: str = typer.Option("1,8,64,512", "--batches", help="comma-separated batch sizes"),
+    steps: int = typer.Option(2000, "--steps", help="steps per timing"),
+    x64: bool = typer.Option(False, "--x64", help="float64"),
+    headline: bool = typer.Option(True, "--headline/--no-headline", help="also time the headline run to loss 1e-6"),
+) -> None:
+    """Run-steps per second: the headline config, batched 1..512, vs a plain numpy loop."""
+    from trajlab.bench import run_benchmarks
+
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        _fail(f"--batches must be comma-separated integers >= 1, got {batches!r}")
+    if steps < 1:
+        _fail(f"--steps must be an integer >= 1, got {steps}")
+    run_benchmarks(sizes, steps, x64=x64, headline=headline, console=console)
+
+
+def main() -> None:
+    try:
+        app()
+    except TrajlabError as error:  # anything that slipped past a command
+        err_console.print(f"error: {error}", highlight=False, markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Run configurations: frozen, validated at construction, addressed by dotted names.
+
+A run is described by one :class:`RunConfig`, a tree of frozen dataclasses. Each field is either
+*static* (it decides what is compiled: shapes, depth, optimizer kind, recording schedule) or
+*batched* (vmapped inside one compiled loop: the init seed, the step size and the init scale).
+Runs whose static fields agree share one compilation and one batch (see :func:`static_key`).
+
+Conventions (DESIGN.md):
+- ``train.tol`` compares the train loss, the *mean* squared error over the observations.
+- ``model.scale`` follows the convention chosen by ``model.init`` (see
+  :mod:`trajlab.models.deep_linear`); the default ``gaussian_e2e`` is the end-to-end scale of the
+  published deep matrix factorization code.
+- time ``t = step * optimizer.lr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, get_type_hints
+
+from trajlab.errors import ConfigError
+
+PROBLEM_KINDS = ("completion", "sensing")
+INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
+OPTIMIZERS = (
+    "gd",
+    "momentum",
+    "nesterov",
+    "adam",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "normalized_gd",
+)
+RECORD_SCHEDULES = ("log", "linear")
+METRICS = (
+    "train_loss",
+    "test_error",
+    "singular_values",
+    "effective_rank",
+    "nuclear_norm",
+    "schatten_quasi_norm",
+    "frobenius_norm",
+    "balancedness",
+    "balancedness_relative",
+    "distance_from_init",
+)
+DEFAULT_METRICS = METRICS
+
+
+def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{field_name} must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    """A low-rank matrix recovery problem.
+
+    kind: ``completion`` (observe ``observations`` entries drawn uniformly without replacement)
+    or ``sensing`` (``observations`` Gaussian measurements y_i = <A_i, W*>, A_i entries
+    i.i.d. N(0, 1/(m n))). Ground truth W* = U V^T / sqrt(rank), U, V i.i.d. N(0, 1), rescaled so
+    that ||W*||_F^2 = m n (mean squared entry 1). ``seed`` draws the data.
+    """
+
+    kind: str = "completion"
+    m: int = 100
+    n: int = 100
+    rank: int = 5
+    observations: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
+        _require(self.m >= 1, "problem.m", "an integer >= 1", self.m)
+        _require(self.n >= 1, "problem.n", "an integer >= 1", self.n)
+        _require(
+            1 <= self.rank <= min(self.m, self.n),
+            "problem.rank",
+            f"an integer in [1, min(m, n)] = [1, {min(self.m, self.n)}]",
+            self.rank,
+        )
+        if self.kind == "completion":
+            _require(
+                1 <= self.observations <= self.m * self.n,
+                "problem.observations",
+                f"an integer in [1, m*n] = [1, {self.m * self.n}] for completion",
+                self.observations,
+            )
+        else:
+            _require(
+                self.observations >= 1,
+                "problem.observations",
+                "an integer >= 1 (number of measurements)",
+                self.observations,
+            )
+        _require(self.seed >= 0, "problem.seed", "an integer >= 0", self.seed)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A deep linear network W_e = W_N ... W_1 of depth N with equal hidden widths.
+
+    width: hidden width of every hidden layer; ``None`` means max(m, n).
+    init / scale: see :func:`trajlab.models.deep_linear.init_layers`.
+    """
+
+    depth: int = 3
+    width: int | None = None
+    init: str = "gaussian_e2e"
+    scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _require(self.depth >= 1, "model.depth", "an integer >= 1", self.depth)
+        _require(
+            self.width is None or self.width >= 1, "model.width", "an integer >= 1 or null", self.width
+        )
+        _require(self.init in INIT_SCHEMES, "model.init", f"one of {INIT_SCHEMES}", self.init)
+        _require(self.scale > 0, "model.scale", "a number > 0", self.scale)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The update rule. ``lr`` is the step size eta; time t = step * lr.
+
+    momentum: used by ``momentum`` and ``nesterov``. b1, b2, eps: Adam.  decay: RMSprop /
+    normalized GD EMA coefficient (alpha). ``normalized_gd`` is *not* plain GD: see
+    :func:`trajlab.dynamics.normalized_gd`.
+    """
+
+    name: str = "normalized_gd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    decay: float = 0.99
+
+    def __post_init__(self) -> None:
+        _require(self.name in OPTIMIZERS, "optimizer.name", f"one of {OPTIMIZERS}", self.name)
+        _require(self.lr > 0, "optimizer.lr", "a number > 0", self.lr)
+        _require(0 <= self.momentum < 1, "optimizer.momentum", "a number in [0, 1)", self.momentum)
+        _require(0 <= self.b1 < 1, "optimizer.b1", "a number in [0, 1)", self.b1)
+        _require(0 <= self.b2 < 1, "optimizer.b2", "a number in [0, 1)", self.b2)
+        _require(self.eps >= 0, "optimizer.eps", "a number >= 0", self.eps)
+        _require(0 < self.decay < 1, "optimizer.decay", "a number in (0, 1)", self.decay)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stopping and recording.
+
+    A run stops as ``done`` once its train loss <= tol, as ``max_steps`` after max_steps updates,
+    and as ``diverged`` once its loss is non-finite or exceeds diverge_factor * max(1, loss at
+    step 0). Metrics are recorded at step 0, at the recording steps, and at each run's last step.
+    record = ``log``: ``record_points`` log-spaced steps in [1, max_steps] (deduplicated integers);
+    ``linear``: every ``record_every`` steps.
+    """
+
+    max_steps: int = 1_000_000
+    tol: float = 1e-6
+    record: str = "log"
+    record_points: int = 100
+    record_every: int = 1000
+    top_k: int = 10
+    schatten_p: float = 0.5
+    diverge_factor: float = 1e6
+    x64: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.max_steps >= 1, "train.max_steps", "an integer >= 1", self.max_steps)
+        _require(self.tol >= 0, "train.tol", "a number >= 0", self.tol)
+        _require(self.record in RECORD_SCHEDULES, "train.record", f"one of {RECORD_SCHEDULES}", self.record)
+        _require(self.record_points >= 1, "train.record_points", "an integer >= 1", self.record_points)
+        _require(self.record_every >= 1, "train.record_every", "an integer >= 1", self.record_every)
+        _require(self.top_k >= 1, "train.top_k", "an integer >= 1", self.top_k)
+        _require(0 < self.schatten_p <= 1, "train.schatten_p", "a number in (0, 1]", self.schatten_p)
+        _require(self.diverge_factor > 1, "train.diverge_factor", "a number > 1", self.diverge_factor)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: problem, model, optimizer, training, the init ``seed`` and the recorded metrics."""
+
+    problem: ProblemConfig = field(default_factory=ProblemConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        unknown = [m for m in self.metrics if m not in METRICS]
+        _require(not unknown, "metrics", f"a list drawn from {METRICS}", unknown or self.metrics)
+
+
+# Fields vmapped inside one compiled batch; every other field is static.
+BATCHED_FIELDS = ("seed", "optimizer.lr", "model.scale")
+
+
+def to_flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        name = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            out.update(to_flat(value, name + "."))
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def from_flat(flat: dict[str, Any], cls: type = RunConfig) -> Any:
+    """Inverse of :func:`to_flat` (missing fields take their defaults)."""
+    return replace_dotted(cls(), flat)
+
+
+def field_names(cls: type = RunConfig) -> list[str]:
+    return list(to_flat(cls()).keys())
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Convert a parsed value to the field's declared type, or raise ConfigError."""
+    text = str(annotation)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"{name} must not be null")
+    if annotation is bool or text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if text.startswith("int") or annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if annotation is float or text == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str or text == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if text.startswith("tuple"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
+    """Return ``config`` with fields set by dotted name; unknown names raise ConfigError."""
+    known = field_names(type(config))
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for key, value in updates.items():
+        if key not in known:
+            raise ConfigError(f"unknown config field {key!r}; known fields: {', '.join(known)}")
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    hints = get_type_hints(type(config))
+    kwargs: dict[str, Any] = {}
+    for name, value in direct.items():
+        kwargs[name] = _coerce(value, hints[name], name)
+    for head, sub in nested.items():
+        child = getattr(config, head)
+        child_hints = get_type_hints(type(child))
+        coerced = {k: _coerce(v, child_hints[k], f"{head}.{k}") for k, v in sub.items()}
+        kwargs[head] = dataclasses.replace(child, **coerced)
+    return dataclasses.replace(config, **kwargs)
+
+
+def run_id(config: RunConfig) -> str:
+    """A stable 16-hex-digit hash of the whole config (sorted JSON of the flat dict)."""
+    text = json.dumps(to_flat(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def static_key(config: RunConfig) -> tuple:
+    """Everything except the batched fields: runs with equal keys share one compiled batch."""
+    flat = to_flat(config)
+    return tuple(
+        (k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(flat.items()) if k not in BATCHED_FIELDS
+    )

@@ -1,0 +1,193 @@
+"""The engine: one compiled, vmapped loop for a batch of runs with equal static structure.
+
+state -> advance to the next recording step -> record metrics -> repeat. Each run carries its own
+status; a stopped run is frozen (its parameters no longer change) while the others go on.
+
+Per step, for each active run: compute loss and gradient at the current parameters; mark the run
+``done`` if loss <= tol, ``diverged`` if the loss is non-finite or exceeds
+diverge_factor * max(1, loss at step 0); mark it ``max_steps`` if it has made max_steps updates;
+otherwise apply one update. ``steps`` counts the updates a run has made, so a ``done`` run's final
+loss is the first loss <= tol.
+
+The advance function takes the target step as a traced argument, so one compilation serves any
+recording schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+ACTIVE, DONE, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+STATUS_NAMES = {DONE: "done", MAX_STEPS: "max_steps", DIVERGED: "diverged", ACTIVE: "active"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """Static description of what a batch computes (everything not vmapped).
+
+    init(key, scale) -> params; loss(params, data) -> scalar;
+    metrics(params, initial_params, data) -> {column: scalar}; optimizer: unit-step optax
+    transformation (the engine applies params + lr * update).
+    """
+
+    init: Callable[[Any, Any], Any]
+    loss: Callable[[Any, Any], Any]
+    metrics: Callable[[Any, Any, Any], dict]
+    optimizer: optax.GradientTransformation
+    max_steps: int
+    tol: float
+    diverge_factor: float
+    dtype: Any = jnp.float32
+
+
+@dataclass
+class BatchResult:
+    """Outcome of a batch: per-run status / steps / final metrics, and the trajectory rows."""
+
+    status: list[str]
+    steps: np.ndarray
+    wall_s: np.ndarray
+    final: dict[str, np.ndarray]
+    trajectory: dict[str, np.ndarray]  # long format: "run" (index in batch), "step", metric columns
+
+
+def _select(mask, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(mask, a, b), new, old)
+
+
+class CompiledTask:
+    """The jitted init / advance / record functions of a :class:`Task`."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, None)))
+        self.advance = jax.jit(self._advance)
+        self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, 0, None)))
+
+    def _init_one(self, key, scale, data):
+        params = self.task.init(key, scale)
+        loss = self.task.loss(params, data)
+        return dict(
+            params=params,
+            initial=params,
+            opt=self.task.optimizer.init(params),
+            loss=loss,
+            loss0=loss,
+            steps=jnp.zeros((), jnp.int32),
+            status=jnp.where(jnp.isfinite(loss), ACTIVE, DIVERGED).astype(jnp.int32),
+        )
+
+    def _step_one(self, state, lr, target, data):
+        task = self.task
+        loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
+        active = state["status"] == ACTIVE
+        threshold = task.diverge_factor * jnp.maximum(1.0, state["loss0"])
+        diverged = ~jnp.isfinite(loss) | (loss > threshold)
+        status = jnp.where(active & diverged, DIVERGED, state["status"])
+        status = jnp.where((status == ACTIVE) & (loss <= task.tol), DONE, status)
+        status = jnp.where((status == ACTIVE) & (state["steps"] >= task.max_steps), MAX_STEPS, status)
+        moving = (status == ACTIVE) & (state["steps"] < target)
+        updates, opt = task.optimizer.update(grads, state["opt"], state["params"])
+        params = jax.tree_util.tree_map(lambda p, u: p + lr.astype(p.dtype) * u, state["params"], updates)
+        return dict(
+            state,
+            params=_select(moving, params, state["params"]),
+            opt=_select(moving, opt, state["opt"]),
+            loss=jnp.where(active, loss, state["loss"]),
+            steps=state["steps"] + moving.astype(jnp.int32),
+            status=status.astype(jnp.int32),
+        )
+
+    def _pending(self, state, target):
+        active = state["status"] == ACTIVE
+        return jnp.any(active & ((state["steps"] < target) | (state["steps"] >= self.task.max_steps)))
+
+    def _advance(self, state, lrs, target, data):
+        step = jax.vmap(self._step_one, in_axes=(0, 0, None, None))
+        return jax.lax.while_loop(
+            lambda s: self._pending(s, target), lambda s: step(s, lrs, target, data), state
+        )
+
+    def _metrics_one(self, params, initial, data):
+        return self.task.metrics(params, initial, data)
+
+
+def run_batch(
+    compiled: CompiledTask,
+    data,
+    seeds,
+    scales,
+    lrs,
+    schedule: np.ndarray,
+    progress: Callable[[dict], None] | None = None,
+) -> BatchResult:
+    """Run a batch to completion; record metrics at ``schedule`` steps and at each run's stop.
+
+    seeds, scales, lrs: one entry per run (the vmapped fields). ``progress`` receives a dict
+    (finished, runs, step, loss_min, loss_max) after each recording point.
+    """
+    task = compiled.task
+    start = time.perf_counter()
+    dtype = task.dtype
+    data = jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x),
+        data,
+    )
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds, np.uint32)))
+    scales = jnp.asarray(np.asarray(scales, np.float64), dtype)
+    lrs = jnp.asarray(np.asarray(lrs, np.float64), dtype)
+    state = compiled.init(keys, scales, data)
+    n_runs = len(seeds)
+    rows: dict[str, list] = {"run": [], "step": []}
+    recorded_final = np.zeros(n_runs, bool)
+    wall = np.full(n_runs, np.nan)
+    final: dict[str, np.ndarray] = {}
+
+    def record(status: np.ndarray, steps: np.ndarray, only: np.ndarray) -> None:
+        values = jax.device_get(compiled.record(state["params"], state["initial"], data))
+        index = np.flatnonzero(only)
+        rows["run"].extend(index.tolist())
+        rows["step"].extend(steps[index].tolist())
+        for name, value in values.items():
+            value = np.asarray(value, np.float64)
+            rows.setdefault(name, []).extend(value[index].tolist())
+            final.setdefault(name, np.full(n_runs, np.nan))[index] = value[index]
+
+    status = np.asarray(state["status"])
+    steps = np.asarray(state["steps"])
+    record(status, steps, np.ones(n_runs, bool))
+    targets = [int(s) for s in schedule if s > 0]
+    for target in targets:
+        state = compiled.advance(state, lrs, jnp.asarray(target, jnp.int32), data)
+        status, steps = jax.device_get((state["status"], state["steps"]))
+        stopped = status != ACTIVE
+        newly = stopped & ~recorded_final
+        at_target = (status == ACTIVE) & (steps == target)
+        record(status, steps, at_target | newly)
+        wall[newly] = time.perf_counter() - start
+        recorded_final |= newly
+        if progress is not None:
+            losses = np.asarray(state["loss"])
+            progress(
+                dict(finished=int(stopped.sum()), runs=n_runs, step=target,
+                     loss_min=float(np.nanmin(losses)), loss_max=float(np.nanmax(losses)))
+            )
+        if stopped.all():
+            break
+    if not (status != ACTIVE).all():  # schedule ended before max_steps: not expected, but honest
+        raise RuntimeError("recording schedule ended before every run stopped")
+    trajectory = {name: np.asarray(values) for name, values in rows.items()}
+    return BatchResult(
+        status=[STATUS_NAMES[int(s)] for s in status],
+        steps=np.asarray(steps, np.int64),
+        wall_s=wall,
+        final=final,
+        trajectory=trajectory,
+    )

@@ -1,0 +1,98 @@
+"""Build the engine's :class:`Task` for a run config (deep linear network on a matrix problem)."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+
+from trajlab.config import RunConfig, static_key
+from trajlab.dynamics.optimizers import direction_transform
+from trajlab.engine.loop import CompiledTask, Task, run_batch
+from trajlab.engine.schedule import recording_steps
+from trajlab.metrics.registry import MetricState, evaluate_metrics, resolve_metrics
+from trajlab.models.deep_linear import DeepLinear, end_to_end
+from trajlab.problems.matrix import make_matrix_problem, train_loss
+
+
+def enable_precision(config: RunConfig) -> None:
+    """float64 needs JAX's x64 mode, switched on before any array of the batch is made."""
+    if config.train.x64 and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
+def model_of(config: RunConfig) -> DeepLinear:
+    p, m = config.problem, config.model
+    return DeepLinear(p.m, p.n, m.depth, m.width)
+
+
+def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
+    """The Task of ``config``: its static fields only (seed, lr and scale are batched)."""
+    enable_precision(config)
+    model = model_of(config)
+    model.check_init(config.model.init)
+    dtype = jnp.float64 if config.train.x64 else jnp.float32
+    functions = resolve_metrics(config.metrics, extra_metrics)
+    top_k, schatten_p = config.train.top_k, config.train.schatten_p
+
+    def init(key, scale):
+        return model.init(key, scale, config.model.init, dtype)
+
+    def loss(params, data):
+        return train_loss(end_to_end(params), data)
+
+    def metrics(params, initial, data):
+        state = MetricState(params, initial, data, top_k=top_k, schatten_p=schatten_p)
+        return evaluate_metrics(functions, state)
+
+    return Task(
+        init=init,
+        loss=loss,
+        metrics=metrics,
+        optimizer=direction_transform(config.optimizer),
+        max_steps=config.train.max_steps,
+        tol=config.train.tol,
+        diverge_factor=config.train.diverge_factor,
+        dtype=dtype,
+    )
+
+
+@lru_cache(maxsize=32)
+def _compiled(representative: RunConfig, extra: tuple, x64: bool) -> CompiledTask:
+    del x64  # part of the cache key: the same config compiles differently under x64
+    return CompiledTask(build_task(representative, dict(extra)))
+
+
+def compiled_task(config: RunConfig, extra_metrics: dict | None = None) -> CompiledTask:
+    """One CompiledTask (hence one compilation) per static structure and precision.
+
+    The cache key is the config with its batched fields (seed, lr, scale) reset, so runs that
+    differ only in those share the entry.
+    """
+    enable_precision(config)
+    representative = dataclasses.replace(
+        config,
+        seed=0,
+        model=dataclasses.replace(config.model, scale=1.0),
+        optimizer=dataclasses.replace(config.optimizer, lr=1.0),
+    )
+    extra = tuple(sorted((extra_metrics or {}).items()))
+    return _compiled(representative, extra, bool(jax.config.jax_enable_x64))
+
+
+def run_configs(configs: list[RunConfig], extra_metrics: dict | None = None, progress=None):
+    """Run configs that share one static structure as one vmapped batch (see :func:`run_batch`)."""
+    first = configs[0]
+    if any(static_key(c) != static_key(first) for c in configs[1:]):
+        raise ValueError("run_configs: configs differ in static fields; group them with sweep.group_batches")
+    return run_batch(
+        compiled_task(first, extra_metrics),
+        make_matrix_problem(first.problem),
+        seeds=[c.seed for c in configs],
+        scales=[c.model.scale for c in configs],
+        lrs=[c.optimizer.lr for c in configs],
+        schedule=recording_steps(first.train),
+        progress=progress,
+    )

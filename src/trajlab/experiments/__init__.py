@@ -1,0 +1,17 @@
+"""Named presets, one module per paper result."""
+
+from trajlab.errors import ConfigError
+from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
+from trajlab.experiments.preset import Preset
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (DMF_COMPLETION, DMF_SENSING, DMF_DYNAMICS)}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; ConfigError listing the known presets otherwise."""
+    if name not in PRESETS:
+        raise ConfigError(f"PRESET: unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+__all__ = ["PRESETS", "Preset", "get_preset"]

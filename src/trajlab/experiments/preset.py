@@ -1,0 +1,55 @@
+"""A preset: a named, reproducible sweep with its baselines and figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from trajlab.config import RunConfig, replace_dotted
+from trajlab.sweep.grid import expand_grid
+from trajlab.sweep.runner import BaselineJob
+
+
+@dataclass(frozen=True)
+class Preset:
+    """name, one-line description, base config, swept axes, and what ``--quick`` changes.
+
+    ``quick`` maps dotted fields to values (lists sweep) that replace the preset's own for
+    ``--quick``. ``baselines(configs)`` lists the reference computations of a sweep;
+    ``figures(data)`` returns {name: matplotlib Figure} from the stored DataFrames.
+    """
+
+    name: str
+    description: str
+    base: RunConfig
+    axes: dict[str, list] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    baselines: Callable[[list[RunConfig]], list[BaselineJob]] | None = None
+    figures: Callable[[Any], dict[str, Any]] | None = None
+    claims: tuple[str, ...] = ()
+
+    def resolve(
+        self, fixed: dict[str, Any] | None = None, axes: dict[str, list] | None = None, quick: bool = False
+    ) -> tuple[RunConfig, dict[str, list]]:
+        """The base config and the swept axes after ``--quick`` and the user's ``--set`` values.
+
+        Order: preset, then ``quick``, then the user's values; a user's fixed value for a swept
+        field replaces that axis.
+        """
+        base, grid = self.base, dict(self.axes)
+        layers = [self.quick] if quick else []
+        layers.append({**(fixed or {}), **(axes or {})})
+        for layer in layers:
+            scalars = {}
+            for key, value in layer.items():
+                if isinstance(value, list) and key != "metrics":
+                    grid[key] = value
+                else:
+                    grid.pop(key, None)
+                    scalars[key] = value
+            base = replace_dotted(base, scalars)
+        return base, grid
+
+    def configs(self, fixed=None, axes=None, quick: bool = False) -> list[RunConfig]:
+        base, grid = self.resolve(fixed, axes, quick)
+        return expand_grid(base, grid)

@@ -1,0 +1,103 @@
+"""Named metrics of a run's state, as recorded along trajectories.
+
+A metric is a function ``metric(state) -> scalar or 1-D array`` of a :class:`MetricState`.
+Vector metrics become one column per entry (``singular_values`` -> ``sv_0``, ``sv_1``, ...).
+Users pass their own metrics to the engine as ``{name: function}`` with the same signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable
+
+import jax.numpy as jnp
+
+from trajlab.errors import ConfigError
+from trajlab.metrics.balancedness import balancedness, balancedness_relative, distance_from_init
+from trajlab.metrics.spectral import (
+    effective_rank,
+    frobenius_norm,
+    nuclear_norm,
+    schatten_quasi_norm,
+    singular_values,
+    top_singular_values,
+)
+from trajlab.models.deep_linear import end_to_end
+from trajlab.problems.matrix import MatrixData, reconstruction_error, train_loss
+
+
+@dataclass
+class MetricState:
+    """What a metric may look at; derived quantities are computed once per trace and shared."""
+
+    layers: tuple
+    initial_layers: tuple
+    data: MatrixData
+    top_k: int = 10
+    schatten_p: float = 0.5
+
+    @cached_property
+    def end_to_end(self):
+        return end_to_end(self.layers)
+
+    @cached_property
+    def singular_values(self):
+        return singular_values(self.end_to_end)
+
+    @cached_property
+    def train_loss(self):
+        return train_loss(self.end_to_end, self.data)
+
+
+MetricFunction = Callable[[MetricState], Any]
+
+METRIC_FUNCTIONS: dict[str, MetricFunction] = {
+    "train_loss": lambda s: s.train_loss,
+    "test_error": lambda s: reconstruction_error(s.end_to_end, s.data.target),
+    "singular_values": lambda s: top_singular_values(s.singular_values, s.top_k),
+    "effective_rank": lambda s: effective_rank(s.singular_values),
+    "nuclear_norm": lambda s: nuclear_norm(s.singular_values),
+    "schatten_quasi_norm": lambda s: schatten_quasi_norm(s.singular_values, s.schatten_p),
+    "frobenius_norm": lambda s: frobenius_norm(s.end_to_end),
+    "balancedness": lambda s: balancedness(s.layers),
+    "balancedness_relative": lambda s: balancedness_relative(s.layers),
+    "distance_from_init": lambda s: distance_from_init(s.layers, s.initial_layers),
+}
+
+# Column prefixes of vector metrics.
+VECTOR_COLUMNS = {"singular_values": "sv"}
+
+
+def resolve_metrics(names, extra: dict[str, MetricFunction] | None = None) -> dict[str, MetricFunction]:
+    """Map metric names to functions; ``extra`` adds user metrics (they may not shadow built-ins)."""
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(METRIC_FUNCTIONS))
+    if clash:
+        raise ConfigError(f"metrics: user metric names {clash} clash with built-in metrics")
+    out: dict[str, MetricFunction] = {}
+    for name in names:
+        if name not in METRIC_FUNCTIONS:
+            raise ConfigError(f"metrics: unknown metric {name!r}; known: {', '.join(METRIC_FUNCTIONS)}")
+        out[name] = METRIC_FUNCTIONS[name]
+    for name, function in extra.items():
+        if not callable(function):
+            raise ConfigError(f"metrics: user metric {name!r} must be callable")
+        out[name] = function
+    return out
+
+
+def evaluate_metrics(functions: dict[str, MetricFunction], state: MetricState) -> dict[str, Any]:
+    """{column name: value}: scalars as is, vectors split into ``prefix_i`` columns."""
+    out: dict[str, Any] = {}
+    for name, function in functions.items():
+        value = jnp.asarray(function(state))
+        if value.ndim == 0:
+            out[name] = value
+        elif value.ndim == 1:
+            prefix = VECTOR_COLUMNS.get(name, name)
+            for i in range(value.shape[0]):
+                out[f"{prefix}_{i}"] = value[i]
+        else:
+            raise ConfigError(f"metrics: metric {name!r} must return a scalar or a 1-D array")
+    return out
