@@ -17,6 +17,8 @@ from trajlab.errors import TrajlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="trajlab: trajectories of gradient descent.")
 console = Console()
+if not console.is_terminal:  # logs and CI: do not squeeze tables into 80 columns
+    console = Console(width=160)
 err_console = Console(stderr=True)
 
 
@@ -114,14 +116,26 @@ def run(
             console.print(f"wrote {path}")
 
 
+def _short(name):
+    """Display name of a column or index level: the last part of a dotted name."""
+    return name.rsplit(".", 1)[-1] if isinstance(name, str) else name
+
+
+def _for_display(table):
+    table = table.drop(columns=[c for c in ("run_id",) if c in table.columns])
+    table = table.rename(columns=_short)
+    table.index = table.index.set_names([_short(n) for n in table.index.names])
+    return table
+
+
 def _print_summary(data) -> None:
     from trajlab.report import final_table, render_table, summary_table
 
     if len(data.runs) == 0:
         console.print("no finished runs")
         return
-    console.print(render_table(summary_table(data.runs), title="summary by depth"))
-    console.print(render_table(final_table(data.runs, data.baselines), title="final values"))
+    console.print(render_table(_for_display(summary_table(data.runs)), title="summary by depth"))
+    console.print(render_table(_for_display(final_table(data.runs, data.baselines)), title="final values"))
 
 
 def _write_figures(spec, data, folder: Path) -> list[Path]:

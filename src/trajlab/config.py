@@ -194,6 +194,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        if self.model.init == "balanced_random" and self.model.depth > 1 and self.model.width is not None:
+            smallest = min(self.problem.m, self.problem.n)
+            _require(
+                self.model.width >= smallest,
+                "model.width",
+                f"an integer >= min(m, n) = {smallest} for init balanced_random",
+                self.model.width,
+            )
         unknown = [m for m in self.metrics if m not in METRICS]
         _require(not unknown, "metrics", f"a list drawn from {METRICS}", unknown or self.metrics)
 

@@ -25,8 +25,9 @@ to a recoverable truth ~1e-13 (5000 observations), and 1.5-5 s per solve with eq
 constraints; tightening to 1e-8 moves test error and nuclear norm only in the 7th digit and costs
 ~35% more time.
 The tolerance form converges more slowly in SCS (~10-18 s for the same problem). ``tolerance`` is
-an absolute bound, so its effect depends on the scale of the data: with a unit-Frobenius-norm
-100 x 100 target (entries ~1e-2) a tolerance of 1e-3 is a 10% slack per entry.
+an absolute bound, so its effect depends on the scale of the data: trajlab's problems have mean
+squared entry 1 (||W*||_F^2 = m n), where 1e-3 is a 0.1% slack per entry; on a target normalized
+to unit Frobenius norm (entries ~1e-2 for 100 x 100) the same 1e-3 would be a 10% slack.
 Loosen ``eps`` (e.g. ``1e-4``) for large sweeps where only a few digits of test error matter.
 
 Only numpy, scipy and cvxpy are used here: baselines know nothing of the engine or of JAX.
