@@ -95,6 +95,9 @@ class SweepStore:
             fd, probe = tempfile.mkstemp(dir=self.folder, prefix=".write-probe.")
             os.close(fd)
             os.unlink(probe)
+            # Temporary files left by a writer killed mid-write: never renamed, so never read.
+            for stale in self.folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         except OSError as error:
             reason = error.strerror or str(error)
             raise TrajlabError(f"--out: cannot write to folder {str(self.folder)!r} ({reason})") from None
@@ -178,6 +181,7 @@ def load(folder: str | os.PathLike) -> SweepData:
         raise TrajlabError(f"DIR: {str(store.folder)!r} is not a trajlab sweep folder (no {MANIFEST})")
     runs = store.read_runs()
     trajectories = store.read_trajectories()
-    if len(trajectories) and "run_id" in runs:
-        trajectories = trajectories[trajectories["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
+    if len(trajectories):
+        finished = set(runs["run_id"]) if "run_id" in runs else set()
+        trajectories = trajectories[trajectories["run_id"].isin(finished)].reset_index(drop=True)
     return SweepData(runs, trajectories, store.read_baselines(), store.read_manifest())

@@ -1,0 +1,321 @@
+"""Tests for the sweep folder store: atomic writes, file modes, replace-on-append, consistent loads.
+
+Independent references: hand-built DataFrames with known contents, the file system (listing,
+``stat`` modes, bytes), ``importlib.metadata`` for package versions, the ``.git`` folder read
+directly for the commit, ``jax.devices()`` for the device, and the documented run-id rule
+(sha256 of the sorted JSON of the flat config, 16 hex digits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trajlab.config import RunConfig, replace_dotted, to_flat
+from trajlab.errors import TrajlabError
+from trajlab.store import SweepData, SweepStore, atomic_write_bytes, load
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def strict_umask():
+    """A umask that would make new files private: the store must still write 0o644 files."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _runs(ids, value=1.0):
+    return pd.DataFrame(
+        {
+            "model.depth": [2] * len(ids),
+            "optimizer.lr": [0.1] * len(ids),
+            "run_id": list(ids),
+            "status": ["done"] * len(ids),
+            "steps": [10] * len(ids),
+            "wall_s": [0.5] * len(ids),
+            "final.train_loss": [value] * len(ids),
+        }
+    )
+
+
+def _trajectories(ids, steps=(0, 5, 10), value=1.0):
+    rows = [(i, s, s * 0.1, value / (1 + s)) for i in ids for s in steps]
+    frame = pd.DataFrame(rows, columns=["run_id", "step", "t", "train_loss"])
+    frame["step"] = frame["step"].astype(np.int64)
+    return frame
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith("."))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- atomic writes ----------------------------------------------------------------------------
+
+
+def test_atomic_write_bytes_writes_whole_file_without_temp_files(tmp_path, strict_umask):
+    target = tmp_path / "manifest.json"
+    atomic_write_bytes(target, b"first")
+    atomic_write_bytes(target, b"second, longer")
+    assert target.read_bytes() == b"second, longer"
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json"]
+    assert _mode(target) == 0o644
+
+
+def test_atomic_write_bytes_failure_keeps_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "manifest.json"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # fails after the temporary file was created
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json"]
+
+
+def test_every_store_file_is_world_readable_and_no_temp_left(tmp_path, strict_umask):
+    store = SweepStore(tmp_path / "sweep")
+    store.prepare()
+    store.update_manifest({"a": {"seed": 0}}, presets=["p"])
+    store.append_runs(_runs(["a"]), _trajectories(["a"]))
+    store.append_runs(_runs(["b"]), _trajectories(["b"]))
+    store.append_baselines(pd.DataFrame({"baseline_id": ["x"], "baseline": ["nuclear_norm"], "test_error": [0.0]}))
+
+    names = sorted(os.listdir(store.folder))
+    assert names == ["baselines.parquet", "manifest.json", "runs.parquet", "trajectories.parquet"]
+    for name in names:
+        mode = _mode(store.folder / name)
+        assert mode == 0o644, f"{name}: {oct(mode)}"
+        assert mode & stat.S_IROTH
+    assert _temp_files(store.folder) == []
+
+
+def test_failed_runs_write_keeps_old_runs_file_and_no_temp(tmp_path):
+    store = SweepStore(tmp_path)
+    store.append_runs(_runs(["a"]), _trajectories(["a"]))
+    before = (tmp_path / "runs.parquet").read_bytes()
+
+    bad = _runs(["b"])
+    bad["final.train_loss"] = pd.Series([object()], dtype=object)  # pyarrow cannot store this
+    with pytest.raises(Exception):
+        store.append_runs(bad, _trajectories(["b"]))
+
+    assert (tmp_path / "runs.parquet").read_bytes() == before
+    assert _temp_files(tmp_path) == []
+    data = load(tmp_path)
+    assert list(data.runs["run_id"]) == ["a"]
+    assert set(data.trajectories["run_id"]) == {"a"}  # b's trajectory rows (if any) are not a run
+
+
+# --- append semantics -------------------------------------------------------------------------
+
+
+def test_append_runs_accumulates_runs_and_trajectories(tmp_path):
+    store = SweepStore(tmp_path)
+    store.append_runs(_runs(["a", "b"]), _trajectories(["a", "b"]))
+    store.append_runs(_runs(["c"]), _trajectories(["c"]))
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    traj = pd.read_parquet(tmp_path / "trajectories.parquet")
+    assert sorted(runs["run_id"]) == ["a", "b", "c"]
+    assert sorted(traj["run_id"].unique()) == ["a", "b", "c"]
+    assert len(traj) == 3 * 3
+    assert store.completed_run_ids() == {"a", "b", "c"}
+
+
+def test_append_runs_replaces_rows_of_the_same_run_id(tmp_path):
+    store = SweepStore(tmp_path)
+    store.append_runs(_runs(["a", "b"], value=1.0), _trajectories(["a", "b"], value=1.0))
+    store.append_runs(_runs(["a"], value=7.0), _trajectories(["a"], steps=(0, 20), value=7.0))
+
+    runs = pd.read_parquet(tmp_path / "runs.parquet").set_index("run_id")
+    assert sorted(runs.index) == ["a", "b"]  # no duplicate row for a
+    assert runs.loc["a", "final.train_loss"] == 7.0
+    assert runs.loc["b", "final.train_loss"] == 1.0
+
+    traj = pd.read_parquet(tmp_path / "trajectories.parquet")
+    a = traj[traj["run_id"] == "a"].sort_values("step")
+    assert list(a["step"]) == [0, 20]  # the old trajectory of a is gone, not merged
+    assert a["train_loss"].tolist() == pytest.approx([7.0, 7.0 / 21])
+    assert list(traj[traj["run_id"] == "b"].sort_values("step")["step"]) == [0, 5, 10]
+
+
+def test_append_baselines_replaces_rows_of_the_same_baseline_id(tmp_path):
+    store = SweepStore(tmp_path)
+    store.append_baselines(pd.DataFrame({"baseline_id": ["x", "y"], "test_error": [1.0, 2.0]}))
+    store.append_baselines(pd.DataFrame({"baseline_id": ["x"], "test_error": [3.0]}))
+    rows = store.read_baselines().set_index("baseline_id")["test_error"].to_dict()
+    assert rows == {"x": 3.0, "y": 2.0}
+    assert store.completed_baseline_ids() == {"x", "y"}
+
+
+# --- runs not (yet) finished ------------------------------------------------------------------
+
+
+def test_orphan_trajectories_are_ignored_by_load_and_dropped_on_next_append(tmp_path):
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    store.append_runs(_runs(["a"]), _trajectories(["a"]))
+    # A writer killed between the two writes of a batch: trajectories of "z" but no runs row.
+    orphan = pd.concat([_trajectories(["a"]), _trajectories(["z"], steps=(0, 1, 2, 3))], ignore_index=True)
+    orphan.to_parquet(tmp_path / "trajectories.parquet", index=False)
+
+    data = load(tmp_path)
+    assert set(data.trajectories["run_id"]) == {"a"}
+    assert len(data.trajectories) == 3
+    assert list(data.runs["run_id"]) == ["a"]
+
+    store.append_runs(_runs(["b"]), _trajectories(["b"]))
+    on_disk = pd.read_parquet(tmp_path / "trajectories.parquet")
+    assert set(on_disk["run_id"]) == {"a", "b"}
+    assert len(on_disk) == 6
+
+
+def test_load_ignores_trajectories_when_no_run_has_finished_yet(tmp_path):
+    """Killed during the first batch, after trajectories.parquet but before runs.parquet was written."""
+    store = SweepStore(tmp_path)
+    store.update_manifest({"z": {"seed": 0}})
+    _trajectories(["z"]).to_parquet(tmp_path / "trajectories.parquet", index=False)
+
+    data = load(tmp_path)
+    assert len(data.runs) == 0
+    assert len(data.trajectories) == 0, "trajectory rows of a run not in runs.parquet were returned"
+
+
+def test_load_rejects_a_folder_that_is_not_a_sweep(tmp_path):
+    with pytest.raises(TrajlabError, match="not a trajlab sweep folder"):
+        load(tmp_path)
+    with pytest.raises(TrajlabError):
+        load(tmp_path / "missing")
+
+
+def test_update_manifest_merges_configs_and_lists(tmp_path):
+    store = SweepStore(tmp_path)
+    store.update_manifest({"a": {"seed": 0}}, presets=["p1"], device="x")
+    store.update_manifest({"b": {"seed": 1}}, presets=["p2", "p1"], device="y")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["configs"] == {"a": {"seed": 0}, "b": {"seed": 1}}
+    assert manifest["presets"] == ["p1", "p2"]
+    assert manifest["device"] == "y"
+
+
+# --- can_write / prepare ----------------------------------------------------------------------
+
+
+def test_can_write_reports_without_creating(tmp_path):
+    assert SweepStore.can_write(tmp_path / "a" / "b") is None
+    assert not (tmp_path / "a").exists()
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    assert SweepStore.can_write(regular)
+    assert SweepStore.can_write(regular / "sub")
+    assert SweepStore.can_write(regular / "sub" / "deeper")
+    with pytest.raises(TrajlabError, match="--out"):
+        SweepStore(regular / "sub").prepare()
+    assert regular.read_text() == "x"
+
+
+# --- a real sweep: what load returns and what the manifest records -----------------------------
+
+
+def _git_head(repo: Path) -> str | None:
+    git = repo / ".git"
+    if not git.is_dir():
+        return None
+    head = (git / "HEAD").read_text().strip()
+    if not head.startswith("ref: "):
+        return head
+    ref = head[len("ref: ") :]
+    loose = git / ref
+    if loose.exists():
+        return loose.read_text().strip()
+    packed = git / "packed-refs"
+    if packed.exists():
+        for line in packed.read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    return None
+
+
+def _reference_run_id(flat: dict) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_run_sweep_then_load_returns_runs_trajectories_baselines_manifest(tmp_path, strict_umask):
+    import jax
+
+    from trajlab.sweep import BaselineJob, run_sweep
+
+    base = replace_dotted(
+        RunConfig(),
+        {
+            "problem.m": 6,
+            "problem.n": 5,
+            "problem.rank": 1,
+            "problem.observations": 20,
+            "model.depth": 2,
+            "model.scale": 0.1,
+            "optimizer.name": "gd",
+            "optimizer.lr": 0.05,
+            "train.max_steps": 50,
+            "train.record_points": 5,
+            "metrics": ["train_loss", "singular_values"],
+            "train.top_k": 2,
+        },
+    )
+    configs = [replace_dotted(base, {"seed": s}) for s in (0, 1, 2)]
+    job = BaselineJob("bl-1", {"baseline": "constant"}, lambda: {"test_error": 0.25})
+    folder = tmp_path / "sweep"
+
+    data = run_sweep(configs, folder, preset="unit", baselines=[job], show_progress=False)
+
+    assert isinstance(data, SweepData)
+    expected_ids = {_reference_run_id(to_flat(c)) for c in configs}
+    assert set(data.runs["run_id"]) == expected_ids
+    assert len(data.runs) == 3
+    assert set(data.trajectories["run_id"]) == expected_ids
+    assert {"run_id", "step", "t", "train_loss", "sv_0", "sv_1"} <= set(data.trajectories.columns)
+    assert data.baselines.to_dict("records") == [{"baseline": "constant", "baseline_id": "bl-1", "test_error": 0.25}]
+
+    manifest = data.manifest
+    assert manifest == json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["configs"]) == expected_ids
+    for config in configs:
+        stored = manifest["configs"][_reference_run_id(to_flat(config))]
+        assert stored == json.loads(json.dumps(to_flat(config)))
+    assert manifest["presets"] == ["unit"]
+    versions = manifest["versions"]
+    for package in ("jax", "numpy", "pandas", "pyarrow"):
+        assert versions[package] == importlib.metadata.version(package)
+    assert "git_commit" in manifest
+    head = _git_head(REPO)
+    if head is not None:
+        assert manifest["git_commit"] == head
+    assert manifest["device"] == str(jax.devices()[0].device_kind)
+
+    # Stored files: world-readable, no temporary files left.
+    for name in os.listdir(folder):
+        assert _mode(folder / name) == 0o644, name
+    assert _temp_files(folder) == []
+
+    # A second call with the same configs runs nothing and calls no baseline again.
+    before = (folder / "runs.parquet").read_bytes()
+    again = run_sweep(
+        configs, folder, preset="unit",
+        baselines=[BaselineJob("bl-1", {}, lambda: pytest.fail("baseline recomputed"))],
+        show_progress=False,
+    )
+    assert (folder / "runs.parquet").read_bytes() == before
+    pd.testing.assert_frame_equal(again.runs, data.runs)
