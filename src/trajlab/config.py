@@ -34,7 +34,10 @@ OPTIMIZERS = (
     "adadelta",
     "rmsprop",
     "normalized_gd",
+    "gradient_flow",
 )
+PARAMETERIZATIONS = ("factorized", "end_to_end")
+FLOW_SOLVERS = ("tsit5", "dopri5", "rk4")
 RECORD_SCHEDULES = ("log", "linear")
 METRICS = (
     "train_loss",
@@ -47,8 +50,12 @@ METRICS = (
     "balancedness",
     "balancedness_relative",
     "distance_from_init",
+    "distance_to_flow",
+    "end_to_end_distance_to_flow",
 )
-DEFAULT_METRICS = METRICS
+# Metrics that need a reference gradient flow carried beside each run (extra cost): opt-in.
+FLOW_METRICS = ("distance_to_flow", "end_to_end_distance_to_flow")
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS)
 
 
 def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
@@ -105,13 +112,17 @@ class ModelConfig:
     """A deep linear network W_e = W_N ... W_1 of depth N with equal hidden widths.
 
     width: hidden width of every hidden layer; ``None`` means max(m, n).
-    init / scale: see :func:`trajlab.models.deep_linear.init_layers`.
+    init / scale: see :class:`trajlab.models.deep_linear.DeepLinear`.
+    parameterization: ``factorized`` trains the layers; ``end_to_end`` trains W_e itself under the
+    end-to-end dynamics of depth N (Arora, Cohen, Hazan, ICML 2018), started from the product of
+    the initialized layers (see :mod:`trajlab.dynamics.end_to_end`).
     """
 
     depth: int = 3
     width: int | None = None
     init: str = "gaussian_e2e"
     scale: float = 1e-3
+    parameterization: str = "factorized"
 
     def __post_init__(self) -> None:
         _require(self.depth >= 1, "model.depth", "an integer >= 1", self.depth)
@@ -120,11 +131,20 @@ class ModelConfig:
         )
         _require(self.init in INIT_SCHEMES, "model.init", f"one of {INIT_SCHEMES}", self.init)
         _require(self.scale > 0, "model.scale", "a number > 0", self.scale)
+        _require(
+            self.parameterization in PARAMETERIZATIONS,
+            "model.parameterization",
+            f"one of {PARAMETERIZATIONS}",
+            self.parameterization,
+        )
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     """The update rule. ``lr`` is the step size eta; time t = step * lr.
+
+    ``gradient_flow`` integrates d theta/dt = -grad L(theta) with the solver of ``flow``; there
+    ``lr`` is the time unit that maps steps to time, so GD and GF trajectories share the time axis.
 
     momentum: used by ``momentum`` and ``nesterov``. b1, b2, eps: Adam.  decay: RMSprop /
     normalized GD EMA coefficient (alpha). ``normalized_gd`` is *not* plain GD: see
@@ -147,6 +167,28 @@ class OptimizerConfig:
         _require(0 <= self.b2 < 1, "optimizer.b2", "a number in [0, 1)", self.b2)
         _require(self.eps >= 0, "optimizer.eps", "a number >= 0", self.eps)
         _require(0 < self.decay < 1, "optimizer.decay", "a number in (0, 1)", self.decay)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Gradient flow solver (diffrax), used by ``optimizer.name=gradient_flow`` and by the
+    ``distance_to_flow`` metrics.
+
+    solver: ``tsit5`` or ``dopri5`` (adaptive, PID step-size controller with rtol / atol), or
+    ``rk4`` (fixed step, dt = optimizer.lr). max_solver_steps: the most solver steps between two
+    recording points (always explicit; a run that needs more is marked ``diverged``).
+    """
+
+    solver: str = "tsit5"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_solver_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _require(self.solver in FLOW_SOLVERS, "flow.solver", f"one of {FLOW_SOLVERS}", self.solver)
+        _require(self.rtol > 0, "flow.rtol", "a number > 0", self.rtol)
+        _require(self.atol > 0, "flow.atol", "a number > 0", self.atol)
+        _require(self.max_solver_steps >= 1, "flow.max_solver_steps", "an integer >= 1", self.max_solver_steps)
 
 
 @dataclass(frozen=True)
@@ -189,6 +231,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
     seed: int = 0
     metrics: tuple[str, ...] = DEFAULT_METRICS
 
@@ -204,6 +247,14 @@ class RunConfig:
             )
         unknown = [m for m in self.metrics if m not in METRICS]
         _require(not unknown, "metrics", f"a list drawn from {METRICS}", unknown or self.metrics)
+        if self.model.parameterization == "end_to_end":
+            allowed = ("gd", "gradient_flow")
+            _require(
+                self.optimizer.name in allowed,
+                "optimizer.name",
+                f"one of {allowed} with model.parameterization=end_to_end",
+                self.optimizer.name,
+            )
 
 
 # Fields vmapped inside one compiled batch; every other field is static.

@@ -11,6 +11,12 @@ loss is the first loss <= tol.
 
 The advance function takes the target step as a traced argument, so one compilation serves any
 recording schedule.
+
+Gradient flow runs (``Task.flow``) advance by integrating the flow from t = steps * lr to
+t = target * lr and check the stopping rules at the recording points only. When ``Task.reference``
+is set, every run also carries the gradient flow from its own initialization, integrated to the
+run's current time at each recording point, so that metrics can measure the distance between the
+run and the flow at equal t.
 """
 
 from __future__ import annotations
@@ -33,18 +39,22 @@ class Task:
     """Static description of what a batch computes (everything not vmapped).
 
     init(key, scale) -> params; loss(params, data) -> scalar;
-    metrics(params, initial_params, data) -> {column: scalar}; optimizer: unit-step optax
-    transformation (the engine applies params + lr * update).
+    metrics(params, initial_params, reference_params, data) -> {column: scalar} (reference is None
+    without ``reference``); optimizer: unit-step optax transformation (the engine applies
+    params + lr * update), None for flows; flow / reference: ``integrate(params, t0, t1, dt, data)
+    -> (params, gradient_evaluations, ok)`` of :func:`trajlab.dynamics.gradient_flow.flow_integrator`.
     """
 
     init: Callable[[Any, Any], Any]
     loss: Callable[[Any, Any], Any]
-    metrics: Callable[[Any, Any, Any], dict]
-    optimizer: optax.GradientTransformation
+    metrics: Callable[[Any, Any, Any, Any], dict]
+    optimizer: optax.GradientTransformation | None
     max_steps: int
     tol: float
     diverge_factor: float
     dtype: Any = jnp.float32
+    flow: Callable | None = None
+    reference: Callable | None = None
 
 
 @dataclass
@@ -54,6 +64,7 @@ class BatchResult:
     status: list[str]
     steps: np.ndarray
     wall_s: np.ndarray
+    gradient_evaluations: np.ndarray
     final: dict[str, np.ndarray]
     trajectory: dict[str, np.ndarray]  # long format: "run" (index in batch), "step", metric columns
 
@@ -69,29 +80,67 @@ class CompiledTask:
         self.task = task
         self.init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, None)))
         self.advance = jax.jit(self._advance)
-        self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, 0, None)))
+        self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, None)))
 
     def _init_one(self, key, scale, data):
-        params = self.task.init(key, scale)
-        loss = self.task.loss(params, data)
-        return dict(
+        task = self.task
+        params = task.init(key, scale)
+        loss = task.loss(params, data)
+        state = dict(
             params=params,
             initial=params,
-            opt=self.task.optimizer.init(params),
+            opt=task.optimizer.init(params) if task.optimizer is not None else (),
             loss=loss,
             loss0=loss,
             steps=jnp.zeros((), jnp.int32),
+            evaluations=jnp.zeros((), jnp.int32),
             status=jnp.where(jnp.isfinite(loss), ACTIVE, DIVERGED).astype(jnp.int32),
         )
+        if task.reference is not None:
+            state.update(reference=params, reference_steps=jnp.zeros((), jnp.int32))
+        return state
+
+    def _mark(self, state, active, loss, ok=True):
+        """New status after evaluating ``loss`` at the current parameters of an active run."""
+        task = self.task
+        threshold = task.diverge_factor * jnp.maximum(1.0, state["loss0"])
+        diverged = ~jnp.isfinite(loss) | (loss > threshold) | ~ok
+        status = jnp.where(active & diverged, DIVERGED, state["status"])
+        status = jnp.where((status == ACTIVE) & (loss <= task.tol), DONE, status)
+        return status
+
+    def _flow_one(self, state, lr, target, data):
+        task = self.task
+        active = state["status"] == ACTIVE
+        end = jnp.minimum(target, task.max_steps)
+        t0 = state["steps"].astype(lr.dtype) * lr
+        t1 = jnp.where(active, end.astype(lr.dtype) * lr, t0)
+        params, evaluations, ok = task.flow(state["params"], t0, t1, lr, data)
+        loss = task.loss(params, data)
+        steps = jnp.where(active, end, state["steps"])
+        status = self._mark(dict(state, steps=steps), active, loss, ok)
+        status = jnp.where((status == ACTIVE) & (steps >= task.max_steps), MAX_STEPS, status)
+        return dict(
+            state,
+            params=params,
+            loss=jnp.where(active, loss, state["loss"]),
+            steps=steps,
+            evaluations=state["evaluations"] + evaluations,
+            status=status.astype(jnp.int32),
+        )
+
+    def _follow_reference(self, state, lr, data):
+        """Integrate the reference flow of a run from its last time to the run's current time."""
+        t0 = state["reference_steps"].astype(lr.dtype) * lr
+        t1 = state["steps"].astype(lr.dtype) * lr
+        reference, _, _ = self.task.reference(state["reference"], t0, t1, lr, data)
+        return dict(state, reference=reference, reference_steps=state["steps"])
 
     def _step_one(self, state, lr, target, data):
         task = self.task
         loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
         active = state["status"] == ACTIVE
-        threshold = task.diverge_factor * jnp.maximum(1.0, state["loss0"])
-        diverged = ~jnp.isfinite(loss) | (loss > threshold)
-        status = jnp.where(active & diverged, DIVERGED, state["status"])
-        status = jnp.where((status == ACTIVE) & (loss <= task.tol), DONE, status)
+        status = self._mark(state, active, loss)
         status = jnp.where((status == ACTIVE) & (state["steps"] >= task.max_steps), MAX_STEPS, status)
         moving = (status == ACTIVE) & (state["steps"] < target)
         updates, opt = task.optimizer.update(grads, state["opt"], state["params"])
@@ -102,6 +151,7 @@ class CompiledTask:
             opt=_select(moving, opt, state["opt"]),
             loss=jnp.where(active, loss, state["loss"]),
             steps=state["steps"] + moving.astype(jnp.int32),
+            evaluations=state["evaluations"] + active.astype(jnp.int32),
             status=status.astype(jnp.int32),
         )
 
@@ -110,13 +160,19 @@ class CompiledTask:
         return jnp.any(active & ((state["steps"] < target) | (state["steps"] >= self.task.max_steps)))
 
     def _advance(self, state, lrs, target, data):
-        step = jax.vmap(self._step_one, in_axes=(0, 0, None, None))
-        return jax.lax.while_loop(
-            lambda s: self._pending(s, target), lambda s: step(s, lrs, target, data), state
-        )
+        if self.task.flow is not None:
+            state = jax.vmap(self._flow_one, in_axes=(0, 0, None, None))(state, lrs, target, data)
+        else:
+            step = jax.vmap(self._step_one, in_axes=(0, 0, None, None))
+            state = jax.lax.while_loop(
+                lambda s: self._pending(s, target), lambda s: step(s, lrs, target, data), state
+            )
+        if self.task.reference is not None:
+            state = jax.vmap(self._follow_reference, in_axes=(0, 0, None))(state, lrs, data)
+        return state
 
-    def _metrics_one(self, params, initial, data):
-        return self.task.metrics(params, initial, data)
+    def _metrics_one(self, state, data):
+        return self.task.metrics(state["params"], state["initial"], state.get("reference"), data)
 
 
 def run_batch(
@@ -147,12 +203,15 @@ def run_batch(
     n_runs = len(seeds)
     rows: dict[str, list] = {"run": [], "step": []}
     recorded_final = np.zeros(n_runs, bool)
+    last_recorded = np.full(n_runs, -1, np.int64)
     wall = np.full(n_runs, np.nan)
     final: dict[str, np.ndarray] = {}
 
     def record(status: np.ndarray, steps: np.ndarray, only: np.ndarray) -> None:
-        values = jax.device_get(compiled.record(state["params"], state["initial"], data))
-        index = np.flatnonzero(only)
+        values = jax.device_get(compiled.record(state, data))
+        # A run that stops right at a step already recorded keeps its one row for that step.
+        index = np.flatnonzero(only & (steps != last_recorded))
+        last_recorded[index] = steps[index]
         rows["run"].extend(index.tolist())
         rows["step"].extend(steps[index].tolist())
         for name, value in values.items():
@@ -188,6 +247,7 @@ def run_batch(
         status=[STATUS_NAMES[int(s)] for s in status],
         steps=np.asarray(steps, np.int64),
         wall_s=wall,
+        gradient_evaluations=np.asarray(state["evaluations"], np.int64),
         final=final,
         trajectory=trajectory,
     )

@@ -8,7 +8,9 @@ from functools import lru_cache
 import jax
 import jax.numpy as jnp
 
-from trajlab.config import RunConfig, static_key
+from trajlab.config import FLOW_METRICS, RunConfig, static_key
+from trajlab.dynamics.end_to_end import end_to_end_gd, precondition_end_to_end
+from trajlab.dynamics.gradient_flow import flow_integrator
 from trajlab.dynamics.optimizers import direction_transform
 from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
@@ -36,26 +38,45 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
     dtype = jnp.float64 if config.train.x64 else jnp.float32
     functions = resolve_metrics(config.metrics, extra_metrics)
     top_k, schatten_p = config.train.top_k, config.train.schatten_p
+    depth = config.model.depth
+    end_to_end_parameters = config.model.parameterization == "end_to_end"
 
     def init(key, scale):
-        return model.init(key, scale, config.model.init, dtype)
+        layers = model.init(key, scale, config.model.init, dtype)
+        return (end_to_end(layers),) if end_to_end_parameters else layers
 
     def loss(params, data):
         return train_loss(end_to_end(params), data)
 
-    def metrics(params, initial, data):
-        state = MetricState(params, initial, data, top_k=top_k, schatten_p=schatten_p)
+    def direction(params, data):
+        """The field F of the flow d theta/dt = -F(theta): the (preconditioned) gradient."""
+        grads = jax.grad(loss)(params, data)
+        return precondition_end_to_end(params, grads, depth) if end_to_end_parameters else grads
+
+    def metrics(params, initial, reference, data):
+        state = MetricState(
+            params, initial, data, top_k=top_k, schatten_p=schatten_p, reference_layers=reference
+        )
         return evaluate_metrics(functions, state)
 
+    gradient_flow = config.optimizer.name == "gradient_flow"
+    wants_reference = any(name in FLOW_METRICS for name in config.metrics)
+    if end_to_end_parameters:
+        optimizer = None if gradient_flow else end_to_end_gd(depth)
+    else:
+        optimizer = None if gradient_flow else direction_transform(config.optimizer)
+    integrator = flow_integrator(direction, config.flow) if (gradient_flow or wants_reference) else None
     return Task(
         init=init,
         loss=loss,
         metrics=metrics,
-        optimizer=direction_transform(config.optimizer),
+        optimizer=optimizer,
         max_steps=config.train.max_steps,
         tol=config.train.tol,
         diverge_factor=config.train.diverge_factor,
         dtype=dtype,
+        flow=integrator if gradient_flow else None,
+        reference=integrator if wants_reference else None,
     )
 
 

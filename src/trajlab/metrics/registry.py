@@ -36,6 +36,7 @@ class MetricState:
     data: MatrixData
     top_k: int = 10
     schatten_p: float = 0.5
+    reference_layers: tuple | None = None  # the gradient flow from the same init, at equal t
 
     @cached_property
     def end_to_end(self):
@@ -63,6 +64,8 @@ METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "balancedness": lambda s: balancedness(s.layers),
     "balancedness_relative": lambda s: balancedness_relative(s.layers),
     "distance_from_init": lambda s: distance_from_init(s.layers, s.initial_layers),
+    "distance_to_flow": lambda s: distance_from_init(s.layers, s.reference_layers),
+    "end_to_end_distance_to_flow": lambda s: frobenius_norm(s.end_to_end - end_to_end(s.reference_layers)),
 }
 
 # Column prefixes of vector metrics.

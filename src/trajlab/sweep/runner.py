@@ -65,6 +65,7 @@ def _run_one_batch(batch: list[RunConfig], extra_metrics, progress: SweepProgres
     runs["status"] = result.status
     runs["steps"] = result.steps
     runs["wall_s"] = result.wall_s
+    runs["gradient_evaluations"] = result.gradient_evaluations
     for name, values in result.final.items():
         runs[f"final.{name}"] = values
     traj = result.trajectory
