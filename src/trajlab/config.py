@@ -23,7 +23,8 @@ from typing import Any, get_type_hints
 
 from trajlab.errors import ConfigError
 
-PROBLEM_KINDS = ("completion", "sensing")
+PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
+DATASETS = ("synthetic", "diabetes", "csv")
 INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
 OPTIMIZERS = (
     "gd",
@@ -52,10 +53,14 @@ METRICS = (
     "distance_from_init",
     "distance_to_flow",
     "end_to_end_distance_to_flow",
+    "deficiency_margin",
+    "target_mode_strengths",
 )
 # Metrics that need a reference gradient flow carried beside each run (extra cost): opt-in.
 FLOW_METRICS = ("distance_to_flow", "end_to_end_distance_to_flow")
-DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS)
+# Metrics that need the problem's target W* (whitened regression; also completion / sensing).
+TARGET_METRICS = ("deficiency_margin", "target_mode_strengths")
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS + TARGET_METRICS)
 
 
 def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
@@ -65,12 +70,23 @@ def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None
 
 @dataclass(frozen=True)
 class ProblemConfig:
-    """A low-rank matrix recovery problem.
+    """A problem on an m x n end-to-end matrix W (maps R^n to R^m).
 
-    kind: ``completion`` (observe ``observations`` entries drawn uniformly without replacement)
-    or ``sensing`` (``observations`` Gaussian measurements y_i = <A_i, W*>, A_i entries
-    i.i.d. N(0, 1/(m n))). Ground truth W* = U V^T / sqrt(rank), U, V i.i.d. N(0, 1), rescaled so
-    that ||W*||_F^2 = m n (mean squared entry 1). ``seed`` draws the data.
+    kind:
+    - ``completion``: observe ``observations`` entries of W*, drawn uniformly without replacement.
+    - ``sensing``: ``observations`` Gaussian measurements y_i = <A_i, W*>, A_i entries
+      i.i.d. N(0, 1/(m n)).
+      For both, W* = U V^T / sqrt(rank), U, V i.i.d. N(0, 1), rescaled so ||W*||_F^2 = m n.
+    - ``regression``: l_p regression, loss (1/S) sum_i ||y_i - W x_i||_p^p over S samples
+      (``observations``), from ``dataset``: ``synthetic`` (x ~ N(0, I_n), y = W* x, W* entries
+      N(0, 1/n)), ``diabetes`` (scikit-learn's bundled copy; n = 10, m = 1, 442 samples) or ``csv``
+      (``path``; last column the target, the others the n features). Real data are standardized:
+      features and target to zero mean and unit variance.
+    - ``whitened``: whitened regression (E[x x^T] = I), loss 1/2 ||W - Phi||_F^2 (Arora, Cohen,
+      Golowich, Hu, ICLR 2019). Phi = U diag(s) V^T with random orthogonal U, V and
+      s = ``target_singular_values`` (the first len(s) modes), or, when empty, Phi with i.i.d.
+      N(0, 1/n) entries.
+    ``seed`` draws the data.
     """
 
     kind: str = "completion"
@@ -79,6 +95,10 @@ class ProblemConfig:
     rank: int = 5
     observations: int = 2000
     seed: int = 0
+    p: float = 2.0
+    dataset: str = "synthetic"
+    path: str | None = None
+    target_singular_values: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
@@ -101,10 +121,25 @@ class ProblemConfig:
             _require(
                 self.observations >= 1,
                 "problem.observations",
-                "an integer >= 1 (number of measurements)",
+                "an integer >= 1 (number of measurements or samples)",
                 self.observations,
             )
         _require(self.seed >= 0, "problem.seed", "an integer >= 0", self.seed)
+        _require(self.p >= 1, "problem.p", "a number >= 1", self.p)
+        _require(self.dataset in DATASETS, "problem.dataset", f"one of {DATASETS}", self.dataset)
+        if self.dataset == "csv":
+            _require(bool(self.path), "problem.path", "a CSV file path when problem.dataset=csv", self.path)
+        if self.dataset == "diabetes":
+            _require(self.n == 10, "problem.n", "10 for dataset diabetes (its number of features)", self.n)
+            _require(self.m == 1, "problem.m", "1 for dataset diabetes (one target)", self.m)
+            _require(self.observations <= 442, "problem.observations", "at most 442 for dataset diabetes", self.observations)
+        values = self.target_singular_values
+        _require(
+            len(values) <= min(self.m, self.n) and all(v > 0 for v in values),
+            "problem.target_singular_values",
+            f"at most min(m, n) = {min(self.m, self.n)} positive numbers",
+            values,
+        )
 
 
 @dataclass(frozen=True)
@@ -261,6 +296,11 @@ class RunConfig:
 BATCHED_FIELDS = ("seed", "optimizer.lr", "model.scale")
 
 
+def list_fields(cls: type = RunConfig) -> set[str]:
+    """Dotted names of tuple-typed fields: for these a list is the value, not a sweep."""
+    return {name for name, value in to_flat(cls()).items() if isinstance(value, list)}
+
+
 def to_flat(config: Any, prefix: str = "") -> dict[str, Any]:
     """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists)."""
     out: dict[str, Any] = {}
@@ -313,6 +353,11 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
+        if "float" in text:
+            try:
+                return tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
         return tuple(value)
     return value
 

@@ -16,7 +16,7 @@ from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
 from trajlab.metrics.registry import MetricState, evaluate_metrics, resolve_metrics
 from trajlab.models.deep_linear import DeepLinear, end_to_end
-from trajlab.problems.matrix import make_matrix_problem, train_loss
+from trajlab.problems.registry import loss_function, make_data
 
 
 def enable_precision(config: RunConfig) -> None:
@@ -45,8 +45,10 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         layers = model.init(key, scale, config.model.init, dtype)
         return (end_to_end(layers),) if end_to_end_parameters else layers
 
+    problem_loss = loss_function(config.problem)
+
     def loss(params, data):
-        return train_loss(end_to_end(params), data)
+        return problem_loss(end_to_end(params), data)
 
     def direction(params, data):
         """The field F of the flow d theta/dt = -F(theta): the (preconditioned) gradient."""
@@ -55,7 +57,13 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
 
     def metrics(params, initial, reference, data):
         state = MetricState(
-            params, initial, data, top_k=top_k, schatten_p=schatten_p, reference_layers=reference
+            params,
+            initial,
+            data,
+            top_k=top_k,
+            schatten_p=schatten_p,
+            reference_layers=reference,
+            loss=problem_loss,
         )
         return evaluate_metrics(functions, state)
 
@@ -110,7 +118,7 @@ def run_configs(configs: list[RunConfig], extra_metrics: dict | None = None, pro
         raise ValueError("run_configs: configs differ in static fields; group them with sweep.group_batches")
     return run_batch(
         compiled_task(first, extra_metrics),
-        make_matrix_problem(first.problem),
+        make_data(first.problem),
         seeds=[c.seed for c in configs],
         scales=[c.model.scale for c in configs],
         lrs=[c.optimizer.lr for c in configs],

@@ -19,7 +19,7 @@ from trajlab.baselines import nuclear_norm_completion, nuclear_norm_sensing
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.experiments.preset import Preset
 from trajlab.problems.matrix import make_matrix_problem
-from trajlab.sweep.runner import BaselineJob
+from trajlab.sweep.runner import BaselineJob, flat_row
 
 
 def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
@@ -28,7 +28,7 @@ def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
     jobs = []
     for key, problem in problems.items():
         baseline_id = hashlib.sha256(f"nuclear_norm:{key}".encode()).hexdigest()[:16]
-        columns = {f"problem.{k}": v for k, v in to_flat(problem).items()}
+        columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
         columns["baseline"] = "nuclear_norm"
         jobs.append(BaselineJob(baseline_id, columns, _nuclear_norm_solver(problem)))
     return jobs

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from trajlab.config import RunConfig, replace_dotted
-from trajlab.sweep.grid import expand_grid
+from trajlab.sweep.grid import LIST_FIELDS, expand_grid
 from trajlab.sweep.runner import BaselineJob
 
 
@@ -15,7 +15,8 @@ class Preset:
     """name, one-line description, base config, swept axes, and what ``--quick`` changes.
 
     ``quick`` maps dotted fields to values (lists sweep) that replace the preset's own for
-    ``--quick``. ``baselines(configs)`` lists the reference computations of a sweep;
+    ``--quick``. ``variants`` (optional) are sets of fixed values, each crossed with the grid:
+    for comparisons that are not a cartesian product (e.g. GD at depth 1-3 plus Adam at depth 1). ``baselines(configs)`` lists the reference computations of a sweep;
     ``figures(data)`` returns {name: matplotlib Figure} from the stored DataFrames.
     """
 
@@ -27,6 +28,7 @@ class Preset:
     baselines: Callable[[list[RunConfig]], list[BaselineJob]] | None = None
     figures: Callable[[Any], dict[str, Any]] | None = None
     claims: tuple[str, ...] = ()
+    variants: tuple[dict[str, Any], ...] = ()
 
     def resolve(
         self, fixed: dict[str, Any] | None = None, axes: dict[str, list] | None = None, quick: bool = False
@@ -42,7 +44,7 @@ class Preset:
         for layer in layers:
             scalars = {}
             for key, value in layer.items():
-                if isinstance(value, list) and key != "metrics":
+                if isinstance(value, list) and key not in LIST_FIELDS:
                     grid[key] = value
                 else:
                     grid.pop(key, None)
@@ -51,5 +53,14 @@ class Preset:
         return base, grid
 
     def configs(self, fixed=None, axes=None, quick: bool = False) -> list[RunConfig]:
+        """Every run: the grid, once per variant; the user's values override the variants'."""
         base, grid = self.resolve(fixed, axes, quick)
-        return expand_grid(base, grid)
+        if not self.variants:
+            return expand_grid(base, grid)
+        user = {**(fixed or {}), **(axes or {})}
+        configs: dict[str, RunConfig] = {}
+        for variant in self.variants:
+            overrides = {k: v for k, v in variant.items() if k not in user and k not in grid}
+            for config in expand_grid(replace_dotted(base, overrides), grid):
+                configs.setdefault(repr(config), config)
+        return list(configs.values())

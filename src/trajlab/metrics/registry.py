@@ -24,7 +24,9 @@ from trajlab.metrics.spectral import (
     top_singular_values,
 )
 from trajlab.models.deep_linear import end_to_end
-from trajlab.problems.matrix import MatrixData, reconstruction_error, train_loss
+from trajlab.problems.matrix import train_loss
+from trajlab.problems.registry import test_error
+from trajlab.theory.end_to_end import deficiency_margin
 
 
 @dataclass
@@ -33,10 +35,11 @@ class MetricState:
 
     layers: tuple
     initial_layers: tuple
-    data: MatrixData
+    data: Any
     top_k: int = 10
     schatten_p: float = 0.5
     reference_layers: tuple | None = None  # the gradient flow from the same init, at equal t
+    loss: Callable | None = None  # loss(W_e, data); default: matrix completion / sensing MSE
 
     @cached_property
     def end_to_end(self):
@@ -48,14 +51,21 @@ class MetricState:
 
     @cached_property
     def train_loss(self):
-        return train_loss(self.end_to_end, self.data)
+        return (self.loss or train_loss)(self.end_to_end, self.data)
+
+    @property
+    def target(self):
+        target = getattr(self.data, "target", None)
+        if target is None:
+            raise ConfigError("metrics: this metric needs a problem with a target W* (not real-data regression)")
+        return target
 
 
 MetricFunction = Callable[[MetricState], Any]
 
 METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "train_loss": lambda s: s.train_loss,
-    "test_error": lambda s: reconstruction_error(s.end_to_end, s.data.target),
+    "test_error": lambda s: test_error(s.end_to_end, s.data),
     "singular_values": lambda s: top_singular_values(s.singular_values, s.top_k),
     "effective_rank": lambda s: effective_rank(s.singular_values),
     "nuclear_norm": lambda s: nuclear_norm(s.singular_values),
@@ -66,10 +76,22 @@ METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "distance_from_init": lambda s: distance_from_init(s.layers, s.initial_layers),
     "distance_to_flow": lambda s: distance_from_init(s.layers, s.reference_layers),
     "end_to_end_distance_to_flow": lambda s: frobenius_norm(s.end_to_end - end_to_end(s.reference_layers)),
+    "deficiency_margin": lambda s: deficiency_margin(s.end_to_end, s.target),
+    "target_mode_strengths": lambda s: target_mode_strengths(s.end_to_end, s.target, s.top_k),
 }
 
+
+def target_mode_strengths(w, target, k: int):
+    """u_r^T W v_r for the top-k singular pairs (u_r, v_r) of the target Phi (zero-padded).
+
+    The mode strengths of Saxe, McClelland, Ganguli (ICLR 2014): with a balanced init aligned to
+    Phi's modes they evolve independently (see :mod:`trajlab.theory.saxe`).
+    """
+    u, _, vt = jnp.linalg.svd(target, full_matrices=False)
+    return top_singular_values(jnp.einsum("ir,ij,rj->r", u, w, vt), k)
+
 # Column prefixes of vector metrics.
-VECTOR_COLUMNS = {"singular_values": "sv"}
+VECTOR_COLUMNS = {"singular_values": "sv", "target_mode_strengths": "mode"}
 
 
 def resolve_metrics(names, extra: dict[str, MetricFunction] | None = None) -> dict[str, MetricFunction]:

@@ -16,7 +16,8 @@ Initializations (``scale`` > 0 is the ``model.scale`` config field):
 - ``orthogonal``: W_j = scale^(1/N) Q_j with Q_j a uniformly random semi-orthogonal matrix.
 - ``balanced_random``: draw A with i.i.d. N(0, scale^2 / m) entries (so ||A||_F is about
   scale * sqrt(n), as for ``gaussian_e2e``), then :func:`balanced_from_end_to_end` (Arora, Cohen,
-  Golowich, Hu, ICLR 2019, Procedure 1).
+  Golowich, Hu, ICLR 2019, Procedure 1). The same seed and scale give the same A, hence the same
+  initial end-to-end matrix, at every depth.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class DeepLinear:
             ortho = jax.nn.initializers.orthogonal()
             return tuple(per_layer * ortho(k, s, dtype) for k, s in zip(keys, self.shapes))
         if scheme == "balanced_random":
-            a = scale / jnp.sqrt(jnp.asarray(self.m, dtype)) * jax.random.normal(keys[0], (self.m, self.n), dtype)
+            # Drawn from ``key`` itself, so one seed gives the same end-to-end matrix at every depth.
+            a = scale / jnp.sqrt(jnp.asarray(self.m, dtype)) * jax.random.normal(key, (self.m, self.n), dtype)
             return balanced_from_end_to_end(a, self.shapes)
         raise ConfigError(f"model.init must be a known scheme, got {scheme!r}")

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from trajlab.config import RunConfig, field_names, replace_dotted, static_key, to_flat
+from trajlab.config import RunConfig, field_names, list_fields, replace_dotted, static_key, to_flat
 from trajlab.errors import ConfigError
 
-LIST_FIELDS = {"metrics"}
+LIST_FIELDS = list_fields()
 
 
 def _numeric(value: Any) -> Any:

@@ -52,7 +52,7 @@ def _git_commit() -> str | None:
 
 def flat_row(config: RunConfig) -> dict[str, Any]:
     """Config fields by dotted name, list values joined by commas (parquet-friendly)."""
-    return {k: ",".join(v) if isinstance(v, list) else v for k, v in to_flat(config).items()}
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in to_flat(config).items()}
 
 
 def _run_one_batch(batch: list[RunConfig], extra_metrics, progress: SweepProgress):
