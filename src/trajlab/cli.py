@@ -186,6 +186,25 @@ def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
         console.print(f"wrote {path}")
 
 
+@app.command("verify")
+def verify(
+    check: List[str] = typer.Option([], "--check", help="run only these checks (repeatable)"),
+) -> None:
+    """Check the theory of deep linear dynamics numerically; print each check's measured values.
+
+    Exit code 0 when every check passes, 1 otherwise.
+    """
+    from trajlab.experiments.verify import CHECKS, format_results, run_checks
+
+    unknown = [name for name in check if name not in CHECKS]
+    if unknown:
+        _fail(f"--check: unknown check {unknown[0]!r}; known checks: {', '.join(CHECKS)}")
+    results = run_checks(check or None)
+    console.print(format_results(results))
+    if not all(result.passed for result in results):
+        raise typer.Exit(code=1)
+
+
 @app.command("bench")
 def bench(
     batches: str = typer.Option("1,8,64,512", "--batches", help="comma-separated batch sizes"),
