@@ -17,8 +17,9 @@ in one process so that they share the machine's state:
   at the config's log schedule) timed end to end, compilation included; compile time (JAX tracing,
   lowering and XLA compilation, from ``jax.monitoring``) is also reported on its own.
 
-Every measurement builds a fresh :class:`trajlab.engine.CompiledTask`, so compile times are those of
-a fresh process whatever ran before in this one.
+Every measurement builds a fresh :class:`trajlab.engine.CompiledTask`, so its compile time is
+counted whatever ran before in this process (only JAX's one-off backend start-up is not repeated).
+CPU timings depend on the BLAS threads: see ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -60,14 +61,14 @@ def headline_config(x64: bool = False, **train: Any) -> RunConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def numpy_init(shapes, scale: float, seed: int, dtype=np.float32) -> list[np.ndarray]:
+def numpy_init(shapes, scale: float, seed: int, dtype=np.float32, width: int | None = None) -> list[np.ndarray]:
     """Layers i.i.d. N(0, std^2), std = scale^(1/N) / sqrt(width): the ``gaussian_e2e`` convention.
 
-    width is the hidden width (the output size of the first layer). Drawn with numpy, so the
+    width: the hidden width (default: the output size of the first layer). Drawn with numpy, so the
     layers differ from the engine's (JAX random numbers); the cost of a step does not depend on them.
     """
     depth = len(shapes)
-    width = shapes[0][0]
+    width = shapes[0][0] if width is None else width
     std = scale ** (1.0 / depth) / np.sqrt(width)
     rng = np.random.default_rng(seed)
     return [(std * rng.standard_normal(shape)).astype(dtype) for shape in shapes]
@@ -130,10 +131,13 @@ def _numpy_problem(config: RunConfig, dtype):
     return data.rows.astype(np.int64), data.cols.astype(np.int64), data.values.astype(dtype)
 
 
+def _hidden_width(config: RunConfig) -> int:
+    return config.model.width if config.model.width is not None else max(config.problem.m, config.problem.n)
+
+
 def _layer_shapes(config: RunConfig):
     m, n, depth = config.problem.m, config.problem.n, config.model.depth
-    width = config.model.width if config.model.width is not None else max(m, n)
-    dims = [n] + [width] * (depth - 1) + [m]
+    dims = [n] + [_hidden_width(config)] * (depth - 1) + [m]
     return [(dims[j + 1], dims[j]) for j in range(depth)]
 
 
@@ -144,11 +148,13 @@ def numpy_steps_per_second(config: RunConfig, steps: int, *, chunk: int = 100, m
     After 10 warm-up steps, ``steps`` steps are timed in chunks of ``chunk`` steps (at least 3
     chunks); the rate is the best chunk's, with the median chunk's beside it. Chunks make the figure
     robust to other processes on the machine (a multi-threaded BLAS waits for its worker threads, so
-    one busy core can slow a whole stretch of steps a hundredfold). Timing stops early once
+    one busy core can slow a whole stretch of steps by two orders of magnitude). Timing stops early once
     ``max_seconds`` have been spent.
     """
     rows, cols, values = _numpy_problem(config, dtype)
-    layers = numpy_init(_layer_shapes(config), config.model.scale, config.seed, dtype)
+    if (config.model.init, config.optimizer.name) != ("gaussian_e2e", "normalized_gd"):
+        raise ValueError("the numpy reference covers gaussian_e2e init and normalized_gd only")
+    layers = numpy_init(_layer_shapes(config), config.model.scale, config.seed, dtype, _hidden_width(config))
     state = NumpyNormalizedGD()
     lr, decay = config.optimizer.lr, config.optimizer.decay
 
@@ -368,7 +374,8 @@ def run_benchmarks(sizes=DEFAULT_SIZES, steps: int = 2000, *, x64: bool = False,
     machine = machine_info()
     console.print(
         f"device {machine['device']} ({machine['device_kind'] or machine['platform']}), "
-        f"cpu {machine['cpu']} x {machine['cpu_count']}, dtype {dtype_name}, jax {machine['jax_version']}",
+        f"cpu {machine['cpu']} x {machine['cpu_count']}, dtype {dtype_name}, jax {machine['jax_version']}, "
+        f"numpy {machine['numpy_version']}, OPENBLAS_NUM_THREADS={machine['env'].get('OPENBLAS_NUM_THREADS', 'unset')}",
         highlight=False,
     )
     console.print(f"config: {describe(config)}", highlight=False)

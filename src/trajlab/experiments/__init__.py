@@ -2,9 +2,13 @@
 
 from trajlab.errors import ConfigError
 from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
+from trajlab.experiments.linear_dynamics import ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS
 from trajlab.experiments.preset import Preset
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (DMF_COMPLETION, DMF_SENSING, DMF_DYNAMICS)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (DMF_COMPLETION, DMF_SENSING, DMF_DYNAMICS, ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS)
+}
 
 
 def get_preset(name: str) -> Preset:

@@ -1,0 +1,455 @@
+"""Presets on the optimization dynamics of deep linear networks.
+
+- ``acceleration-lp``: depth accelerates gradient descent on l_4 regression but hardly on l_2
+  (Arora, Cohen, Hazan, "On the Optimization of Deep Networks: Implicit Acceleration by
+  Overparameterization", ICML 2018).
+- ``balanced-convergence``: from a balanced initialization with a positive deficiency margin,
+  gradient descent converges at a linear rate; for scalar output a random balanced init has a
+  positive margin with constant probability (Arora, Cohen, Golowich, Hu, "A Convergence Analysis of
+  Gradient Descent for Deep Linear Neural Networks", ICLR 2019).
+- ``saxe-dynamics``: each mode of the target is learned along a logistic curve, strong modes first
+  (Saxe, McClelland, Ganguli, "Exact solutions to the nonlinear dynamics of learning in deep linear
+  neural networks", ICLR 2014).
+
+Every number quoted in the presets' docstrings was measured with this code (float64, CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from trajlab.config import FlowConfig, ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
+from trajlab.experiments.preset import Preset
+from trajlab.sweep.runner import BaselineJob, flat_row
+
+# The table of final values (``trajlab run`` / ``show``) needs these four; the rest are per preset.
+_TABLE_METRICS = ("train_loss", "test_error", "effective_rank", "nuclear_norm")
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines
+
+
+def _job_id(name: str, key: dict) -> str:
+    return hashlib.sha256(f"{name}:{json.dumps(key, sort_keys=True, default=str)}".encode()).hexdigest()[:16]
+
+
+def lp_regression_minimum(inputs: np.ndarray, outputs: np.ndarray, p: float, *, max_iterations: int = 200):
+    """(min loss, W, Newton iterations) of the convex loss (1/S) sum_i ||y_i - W x_i||_p^p, in float64.
+
+    Damped Newton's method from the least-squares solution, for p >= 2: gradient
+    -(p/S) R^T X sign(R)|R|^(p-1), Hessian (per output row) p (p-1)/S X^T diag(|r|^(p-2)) X, with
+    backtracking on the loss; stops when a step no longer decreases the loss. For 1 <= p < 2 (Hessian
+    unbounded where a residual vanishes) scipy's L-BFGS is used instead.
+    """
+    x = np.asarray(inputs, np.float64)
+    y = np.asarray(outputs, np.float64)
+    samples = x.shape[0]
+
+    def loss(w):
+        return float(np.sum(np.abs(y - x @ w.T) ** p) / samples)
+
+    w = np.linalg.lstsq(x, y, rcond=None)[0].T  # (m, n)
+    if p == 2:
+        return loss(w), w, 0
+    if p < 2:
+        from scipy.optimize import minimize
+
+        shape = w.shape
+        result = minimize(lambda v: loss(v.reshape(shape)), w.ravel(), method="L-BFGS-B",
+                          options=dict(maxiter=10_000, ftol=1e-15, gtol=1e-12))
+        return float(result.fun), result.x.reshape(shape), int(result.nit)
+    current = loss(w)
+    for iteration in range(1, max_iterations + 1):
+        residual = y - x @ w.T  # (S, m)
+        step = np.zeros_like(w)
+        for k in range(w.shape[0]):
+            r = residual[:, k]
+            grad = -p / samples * x.T @ (np.sign(r) * np.abs(r) ** (p - 1))
+            hessian = p * (p - 1) / samples * (x.T * np.abs(r) ** (p - 2)) @ x
+            step[k] = np.linalg.lstsq(hessian, grad, rcond=None)[0]
+        size = 1.0
+        while size > 1e-12:
+            candidate = w - size * step
+            value = loss(candidate)
+            if value < current:
+                break
+            size /= 2
+        else:
+            return current, w, iteration
+        if current - value <= 1e-16 * max(1.0, abs(current)):
+            return value, candidate, iteration
+        w, current = candidate, value
+    return current, w, max_iterations
+
+
+def lp_optimum_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
+    """One ``lp_optimum`` baseline per distinct regression problem: the minimum of its l_p loss."""
+    problems = {json.dumps(to_flat(c.problem), sort_keys=True): c.problem for c in configs if c.problem.kind == "regression"}
+    jobs = []
+    for key, problem in problems.items():
+        columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
+        columns["baseline"] = "lp_optimum"
+        jobs.append(BaselineJob(_job_id("lp_optimum", json.loads(key)), columns, _lp_optimum_solver(problem)))
+    return jobs
+
+
+def _lp_optimum_solver(problem: ProblemConfig):
+    def compute() -> dict:
+        from trajlab.problems.regression import make_regression
+
+        data = make_regression(problem)
+        value, _, iterations = lp_regression_minimum(data.inputs, data.outputs, problem.p)
+        return dict(train_loss=value, iterations=iterations, status="optimal")
+
+    return compute
+
+
+def positive_margin_probability(target: np.ndarray, scale: float) -> float:
+    """P(deficiency margin > 0) of ``balanced_random`` init for output dimension m = 1, in closed form.
+
+    W_e(0) = A with i.i.d. N(0, scale^2 / m) entries (m = 1), Phi a row vector, sigma_min = ||Phi||.
+    With a = ||Phi|| / scale, A / scale = z_1 Phi / ||Phi|| + z_perp: the margin sigma_min - ||A - Phi||
+    is positive iff (z_1 - a)^2 + q < a^2, q = ||z_perp||^2 ~ chi-square(n - 1), so
+
+        P = E_q[ Phi_N(a + r) - Phi_N(a - r) ; q < a^2 ],   r = sqrt(a^2 - q),
+
+    (Phi_N the standard normal cdf; a - r is evaluated as q / (a + r), without cancellation), i.e. the
+    noncentral chi-square probability P(chi'^2_n(a^2) < a^2), integrated so that it stays accurate
+    for tiny scales. Tends to 1/2 as scale -> 0 (the margin is then the sign of <A, Phi>) and to 0
+    as scale grows.
+    """
+    from scipy.integrate import quad
+    from scipy.special import ndtr
+    from scipy.stats import chi2
+
+    target = np.atleast_2d(np.asarray(target, np.float64))
+    if target.shape[0] != 1:
+        raise ValueError("positive_margin_probability: closed form only for output dimension m = 1")
+    a = float(np.linalg.norm(target)) / float(scale)
+    n = target.shape[1]
+
+    def inside(q):
+        r = np.sqrt(max(a * a - q, 0.0))
+        return ndtr(a + r) - ndtr(q / (a + r)) if a + r > 0 else 0.0
+
+    if n == 1:
+        return float(inside(0.0))
+    upper = min(a * a, float(chi2.isf(1e-17, n - 1)))
+    value, _ = quad(lambda q: inside(q) * chi2.pdf(q, n - 1), 0.0, upper, limit=200, epsabs=1e-12, epsrel=1e-10)
+    return float(value)
+
+
+def margin_probability_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
+    """For every whitened problem with m = 1 and init scale: the closed-form margin probability."""
+    keys = {}
+    for config in configs:
+        if config.problem.kind == "whitened" and config.problem.m == 1 and config.model.init == "balanced_random":
+            key = json.dumps({"problem": to_flat(config.problem), "scale": config.model.scale}, sort_keys=True)
+            keys[key] = (config.problem, config.model.scale)
+    jobs = []
+    for key, (problem, scale) in keys.items():
+        columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
+        columns["model.scale"] = scale
+        columns["baseline"] = "margin_probability"
+        jobs.append(BaselineJob(_job_id("margin_probability", json.loads(key)), columns, _margin_solver(problem, scale)))
+    return jobs
+
+
+def _margin_solver(problem: ProblemConfig, scale: float):
+    def compute() -> dict:
+        from trajlab.problems.regression import make_whitened
+
+        return dict(probability=positive_margin_probability(make_whitened(problem).target, scale), status="closed_form")
+
+    return compute
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def acceleration_figures(data) -> dict:
+    from trajlab.plots.linear_dynamics import acceleration_figure, loss_at_steps, table_figure
+
+    steps = [s for s in (100, 300, 1000, 2000, 3000, 5000) if s <= int(data.runs["steps"].max())]
+    table = loss_at_steps(data.runs, data.trajectories, data.baselines, steps=steps)
+    return {
+        "excess_loss": acceleration_figure(data.runs, data.trajectories, data.baselines),
+        "excess_loss_table": table_figure(table, title="loss - min loss at fixed step counts"),
+    }
+
+
+def balanced_convergence_figures(data) -> dict:
+    from trajlab.plots.linear_dynamics import (
+        convergence_bound_figure,
+        margin_probability_figure,
+        margin_table,
+        plateau_figure,
+        table_figure,
+    )
+
+    table = margin_table(data.runs, data.trajectories)
+    columns = ["seeds", "positive", "probability", "median c", "done | c>0", "done | c<=0", "steps | c>0", "steps | c<=0"]
+    return {
+        "margin_probability": margin_probability_figure(data.runs, data.trajectories, data.baselines),
+        "margin_table": table_figure(table[columns], title="deficiency margin at init, and convergence"),
+        "convergence_bound": convergence_bound_figure(data.runs, data.trajectories),
+        "plateau": plateau_figure(data.runs, data.trajectories),
+    }
+
+
+def saxe_figures(data) -> dict:
+    from trajlab.plots.linear_dynamics import mode_error_figure, mode_strengths_figure, mode_table, table_figure
+
+    table = mode_table(data.runs, data.trajectories).reset_index()
+    first_seed = table.groupby("model.scale")["seed"].transform("min")
+    first = table[table["seed"] == first_seed].drop(columns="seed").set_index(["model.scale", "mode"])
+    return {
+        "mode_strengths": mode_strengths_figure(data.runs, data.trajectories),
+        "mode_error": mode_error_figure(data.runs, data.trajectories),
+        "mode_table": table_figure(first, title="modes of the smallest seed per init scale"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# acceleration-lp
+
+_DIABETES = ProblemConfig(kind="regression", dataset="diabetes", m=1, n=10, rank=1, observations=442)
+
+
+def _method(p: float, optimizer: str, lr: float, depth: int = 1) -> dict:
+    return {"problem.p": p, "optimizer.name": optimizer, "optimizer.lr": lr, "model.depth": depth}
+
+
+ACCELERATION_LP = Preset(
+    name="acceleration-lp",
+    description="Depth as implicit acceleration: GD on depth 1-3 vs AdaGrad/AdaDelta/Adam, l4 vs l2 regression (ICML 2018)",
+    base=RunConfig(
+        problem=_DIABETES,
+        model=ModelConfig(depth=1, width=1, init="balanced_random", scale=1e-2),
+        optimizer=OptimizerConfig(name="gd", lr=0.05),
+        train=TrainConfig(max_steps=5000, tol=0.0, record="linear", record_every=10, x64=True),
+        metrics=_TABLE_METRICS,
+    ),
+    variants=(
+        # l_4: deep GD tolerates twice the step of depth-1 GD (its effective step grows with ||w||).
+        _method(4, "gd", 0.05, 1),
+        _method(4, "gd", 0.1, 2),
+        _method(4, "gd", 0.1, 3),
+        _method(4, "adagrad", 0.1),
+        _method(4, "adadelta", 0.1),
+        _method(4, "adam", 0.03),
+        # l_2: one step size serves every depth (the curvature does not change along the way).
+        _method(2, "gd", 0.2, 1),
+        _method(2, "gd", 0.2, 2),
+        _method(2, "gd", 0.2, 3),
+        _method(2, "adagrad", 0.2),
+        _method(2, "adadelta", 0.1),
+        _method(2, "adam", 0.03),
+    ),
+    quick={"train.max_steps": 2000},
+    baselines=lp_optimum_jobs,
+    figures=acceleration_figures,
+    claims=(
+        "l4 regression: GD on depth 2 and 3 (hidden width 1) reaches a lower loss than depth-1 GD at equal steps "
+        "(excess loss at 3000 steps 6e-13 and 3e-13 vs 7e-8)",
+        "l4 regression: deep GD also beats AdaGrad and AdaDelta at their tuned step sizes (9e-7, 8e-10 at 3000 steps)",
+        "l2 regression: no comparable gain (depth-1 GD is ahead at 1000 steps; at most ~20x behind at 3000 vs ~1e5x for l4)",
+    ),
+)
+"""Implicit acceleration by overparameterization (Arora, Cohen, Hazan, ICML 2018, Section 7 / Fig. 3).
+
+Claim: for l_p regression with p > 2, replacing the weight vector w by a depth-N product
+W_N ... W_1 (a linear network; for one output, hidden width 1 suffices) and running plain GD on the
+layers converges faster than GD on w itself, and faster than AdaGrad and AdaDelta; for p = 2 the
+effect is absent. On the end-to-end vector the layers' GD is GD with the preconditioner
+P_w(g) = ||w||^(2-2/N) (g + (N-1) <g, w/||w||> w/||w||) (their Theorem 1): an adaptive step size
+that grows with ||w||, plus momentum-like emphasis along w.
+
+Setting: scikit-learn's diabetes data (442 samples, 10 standardized features, standardized target),
+loss (1/442) sum_i |y_i - w.x_i|^p, p in {4, 2}. All runs start from the same end-to-end vector
+w(0) (``balanced_random``, scale 1e-2, seed 0: ||w(0)|| ~ 0.03; depth 1 uses it as is, depth 2 and 3
+split it into balanced layers). The excess loss is measured against the exact minimum
+(baseline ``lp_optimum``: Newton's method in float64; min loss 0.608115 for p = 4, 0.482252 for
+p = 2). float64 throughout, so the excess loss can be followed down to ~1e-15.
+
+Step sizes (one per (p, method), because the comparison is between methods at their own
+well-tuned step): on a grid of ratio 1.1-1.5, seed 0, 5000 steps, GD uses about 80% of the largest
+step at which its loss still decreases monotonically; the adaptive methods use the grid value with
+the lowest excess loss at 3000 steps among those that stay monotone.
+
+- p = 4: depth-1 GD diverges at lr >= 0.065 (the curvature 12 E[r^2 x x^T] is largest at the
+  start, where the residuals are largest), so lr = 0.05. Deep GD is stable up to ~0.13-0.16 (its
+  effective step is small while ||w|| is small, i.e. exactly while the curvature is large), so
+  lr = 0.1. AdaGrad 0.1 (of 0.03-1), AdaDelta 0.1 (0.2 and above oscillate), Adam 0.03 (of
+  0.001-0.05).
+- p = 2: the curvature 2 X^T X / S is constant (largest eigenvalue 8.05): depth-1 GD is stable
+  below 0.248 and deep GD up to ~0.26 before oscillating, so lr = 0.2 for every depth. AdaGrad 0.2,
+  AdaDelta 0.1, Adam 0.03.
+
+Measured excess loss (loss - min), seed 0:
+
+=========  ==========  ==========  ==========  ===========  ===========
+p          step        GD depth 1  GD depth 2  GD depth 3   AdaGrad / AdaDelta / Adam
+=========  ==========  ==========  ==========  ===========  ===========
+4          1000        1.5e-4      1.8e-5      3.9e-5       3.7e-4 / 2.8e-3 / 3e-11
+4          3000        7.3e-8      5.8e-13     3.4e-13      8.8e-7 / 8.1e-10 / 2e-16
+2          1000        3.9e-6      1.1e-5      1.8e-5       1.0e-5 / 2.5e-3 / 5e-13
+2          3000        4.3e-12     7.4e-13     2.4e-13      7.0e-11 / 2.6e-6 / 6e-17
+=========  ==========  ==========  ==========  ===========  ===========
+
+So for p = 4 depth buys ~5 orders of magnitude at 3000 steps and beats AdaGrad and AdaDelta, as
+published; for p = 2 depth-1 GD is ahead at 1000 steps and at most ~20x behind at 3000. Seeds 0-4
+agree to within a factor 2. Two observations beyond the paper: at *equal* step size deep GD is
+slower than depth-1 GD (at lr 0.05, p = 4: 2.4e-7 for depth 2 vs 7.3e-8 at 3000 steps): the
+acceleration comes from the larger step that depth makes stable, i.e. from the adaptive step size;
+and Adam at its tuned step is faster than all of them on this small, well-conditioned problem.
+``--quick``: 2000 steps instead of 5000.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# balanced-convergence
+
+_WHITENED_N = 4
+
+
+def _output_dimension(m: int) -> dict:
+    # sigma_min(Phi) = 1 for every m: Phi = U V^T on m random orthonormal modes.
+    return {"problem.m": m, "problem.target_singular_values": [1.0] * m}
+
+
+BALANCED_CONVERGENCE = Preset(
+    name="balanced-convergence",
+    description="Balanced init: P(deficiency margin > 0), linear rate vs the ICLR 2019 bound, saddle plateaus near zero",
+    base=RunConfig(
+        problem=ProblemConfig(kind="whitened", m=1, n=_WHITENED_N, rank=1, target_singular_values=(1.0,)),
+        model=ModelConfig(depth=2, init="balanced_random", scale=0.5),
+        optimizer=OptimizerConfig(name="gd", lr=0.05),
+        train=TrainConfig(max_steps=5000, tol=1e-12, record="log", record_points=80, x64=True),
+        metrics=(*_TABLE_METRICS, "deficiency_margin"),
+    ),
+    variants=tuple(_output_dimension(m) for m in (1, 2, 4)),
+    axes={
+        "model.depth": [2, 3, 4],
+        "model.scale": [1e-3, 0.1, 0.5, 1.0],
+        "seed": list(range(128)),
+    },
+    quick={"model.scale": [1e-3, 0.5], "seed": list(range(32)), "train.max_steps": 2000, "train.record_points": 50},
+    baselines=margin_probability_jobs,
+    figures=balanced_convergence_figures,
+    claims=(
+        "m = 1: a random balanced init has a positive deficiency margin with probability ~1/2 at small scale "
+        "(0.47 at scale 1e-3), decreasing with scale (0.13 at scale 1), equal at every depth",
+        "m = 2, 4: no init with a positive margin (sigma_min(Phi) < ||Phi||_F puts W = 0 outside the margin region)",
+        "every run with a positive margin converges, and its loss stays below loss(0) (1 - eta c^(2(N-1)/N))^t",
+        "near-zero init (scale 1e-3): the loss is flat for longer the deeper the network "
+        "(median steps to halve the loss, m = 1: 77 / 261 / 589 for depth 2 / 3 / 4 vs <= 8 at scale 0.5)",
+    ),
+)
+"""Linear convergence of GD on deep linear networks (Arora, Cohen, Golowich, Hu, ICLR 2019).
+
+Claim (their Theorem 1): for whitened regression, loss 1/2 ||W - Phi||_F^2, GD on a depth-N linear
+network whose hidden widths are >= min(m, n) converges to the global minimum at a linear rate,
+loss(t) <= loss(0) (1 - eta c^(2(N-1)/N))^t, when the init is (approximately) balanced and has a
+deficiency margin c > 0 (||W(0) - Phi||_F <= sigma_min(Phi) - c; their Definition 2) and eta is small.
+For output dimension 1 a random balanced init (their Procedure 1: draw the end-to-end matrix A, split
+it into balanced layers) meets the margin condition with constant probability (their Theorem 2);
+without a margin, GD can fail (their Section 4).
+
+Setting: n = 4 inputs, m in {1, 2, 4} outputs, Phi = U V^T on m random orthonormal modes
+(``target_singular_values`` all 1: sigma_min(Phi) = 1, ||Phi||_F = sqrt(m)), ``balanced_random``
+init at scale {1e-3, 0.1, 0.5, 1} (entries of W(0) = A ~ N(0, scale^2 / m)), depth {2, 3, 4},
+128 seeds each, GD with eta = 0.05 (stable for every depth here; far above the theorem's
+worst-case eta, which does not matter for the check below), tol 1e-12, float64.
+
+(a) Probability of a positive margin (metric ``deficiency_margin`` at step 0; every seed is a run of
+one vmapped batch, so the estimate comes from the actual initialization code): m = 1:
+0.47 / 0.41 / 0.25 / 0.13 at scale 1e-3 / 0.1 / 0.5 / 1 with 64 seeds (closed form, baseline
+``margin_probability``: noncentral chi-square, 0.50 / 0.46 / 0.26 / 0.10). It is *identical* for
+every depth, because ``balanced_random`` draws W(0) from the seed alone and the margin depends on
+W(0) only. m = 2 and m = 4: 0 of 64 at every scale: near zero the margin is
+sigma_min - ||Phi||_F = 1 - sqrt(m) < 0, and a random A far from zero almost never lands within
+sigma_min of Phi. So the probability decreases with the output dimension (to ~0 for m >= 2), not
+with depth. The paper's Theorem 2 guarantees constant probability only for m = 1.
+
+(b) Every run with a positive margin reaches the tolerance (median 260-560 steps) and its measured
+loss never exceeds the bound (max ratio measured / bound = 1, attained at step 0); the bound is
+loose (our measured rate is ~2N times faster, as the continuous-time argument predicts).
+
+(c) Near zero the origin is a saddle of order N: with scale 1e-3 (m = 1), the median number of
+steps until the loss halves is 77 / 261 / 589 for depth 2 / 3 / 4 (the escape time grows like
+scale^(-(N-2)/N) for N >= 3 and like log(1/scale) for N = 2), against <= 8 steps at scale 0.5.
+
+Also visible: for m = n = 4 (square) about half the inits have det(W(0)) of the opposite sign to
+det(Phi); gradient flow from a balanced init cannot change the sign (singular values cannot cross 0),
+so these runs of depth 3 and 4 stall at the saddle with one mode missing (loss 0.5) within 5000
+steps (only 56% reach tol); depth-2 GD escapes through the O(eta^2) imbalance it accumulates.
+``--quick``: 32 seeds, scales {1e-3, 0.5}, 2000 steps.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# saxe-dynamics
+
+SAXE_DYNAMICS = Preset(
+    name="saxe-dynamics",
+    description="Depth-2 linear net under gradient flow: each target mode follows Saxe et al.'s logistic curve (ICLR 2014)",
+    base=RunConfig(
+        problem=ProblemConfig(kind="whitened", m=4, n=6, rank=4, target_singular_values=(3.0, 2.0, 1.0, 0.5)),
+        model=ModelConfig(depth=2, init="balanced_random", scale=1e-4),
+        optimizer=OptimizerConfig(name="gradient_flow", lr=0.05),
+        flow=FlowConfig(solver="tsit5", rtol=1e-10, atol=1e-12),
+        train=TrainConfig(max_steps=600, tol=0.0, record="linear", record_every=2, top_k=4, x64=True),
+        metrics=(*_TABLE_METRICS, "target_mode_strengths"),
+    ),
+    axes={"model.scale": [1e-2, 1e-4, 1e-6], "seed": list(range(8))},
+    quick={"model.scale": [1e-2, 1e-4], "seed": [0, 1]},
+    figures=saxe_figures,
+    claims=(
+        "after the layers align, every mode follows u(t) = s / (1 + (s/u0 - 1) e^(-2 s t)) "
+        "(max deviation < 2% of s at scale 1e-4 with the effective u0)",
+        "modes with larger s are learned first (half-times ordered by s)",
+        "the 10%-90% rise time of a mode is ln(81) / (2 s), independent of the init",
+    ),
+)
+"""Exact learning dynamics of a two-layer linear network (Saxe, McClelland, Ganguli, ICLR 2014).
+
+Claim: under gradient flow from a small balanced init aligned with the target's modes, the strength
+u_r = u_r^T W v_r of each mode of Phi = sum_r s_r u_r v_r^T follows the logistic curve
+u(t) = s e^(2st/tau) / (e^(2st/tau) - 1 + s/u0) independently of the others, and a mode is
+learned in time ~ (tau / s) ln(s / eps): strong modes first, in sharp transitions. Closed forms and
+the tau = 1 convention: :mod:`trajlab.theory.saxe`.
+
+Setting: whitened regression, Phi of shape 4 x 6 with singular values (3, 2, 1, 0.5) on random
+orthonormal modes, depth 2 (hidden width 6), ``balanced_random`` init at scale {1e-2, 1e-4, 1e-6},
+8 seeds, gradient flow (Tsit5, rtol 1e-10, atol 1e-12, float64) to t = 30, recorded every
+dt = 0.1.
+
+Init: ``balanced_random`` is balanced but *not aligned* (none of the existing schemes is: the
+identity init gives W(0) = scale I, which is diagonal in Phi's basis only if U = V). Two
+consequences, measured here:
+
+- u_r^T W(0) v_r is not the u0 the mode follows. It is negative for ~40% of the modes (outside the
+  closed form's domain) and, where positive, the closed form from it is off by up to 60% of s. The
+  figures therefore draw the closed form from an *effective* u0: the u0 whose curve passes through
+  the measured half-time (:func:`trajlab.theory.saxe.initial_strength`). This is one fitted number
+  per mode (a time shift); the shape is not fitted, and max_t |u(t) - u_closed(t)| / s is at most
+  ~1.6% at scale 1e-3 and ~0.3% at 1e-5 in our checks (the alignment transient shrinks with the
+  init). For depth 2 the top mode's effective u0 is also predicted by the linearized early
+  dynamics, (u_r^T |W| u_r + v_r^T |W| v_r + 2 u_r^T W v_r) / 4 with |W| = (W W^T)^(1/2) resp.
+  (W^T W)^(1/2), to within 1%; weaker modes start later than that (they compete with the modes
+  already learned for the hidden directions).
+- Phi is 4 x 6, not square, on purpose: for square Phi a balanced init with sign(det W(0)) !=
+  sign(det Phi) can never reach Phi under gradient flow (singular values of W cannot cross 0), so
+  about half the seeds would stall with the weakest mode at 0.
+
+Claims checked: modes are learned in the order of s (half-times 1.6 / 2.4 / 4.1 / 9.9 at scale
+1e-3); the 10%-90% rise time matches ln(81) / (2 s) (a prediction free of u0); the shape matches the
+closed form to the tolerance above.
+``--quick``: scales {1e-2, 1e-4} and seeds {0, 1}.
+"""
