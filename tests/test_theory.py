@@ -298,26 +298,3 @@ def test_linear_convergence_bound_holds_for_end_to_end_gd_with_a_margin():
         loss = 0.5 * np.sum((product(layers) - target) ** 2)
         assert loss <= float(linear_convergence_bound(loss0, lr, margin, depth, t))
     assert loss < 0.5 * loss0  # the bound is checked along a trajectory that converges
-
-
-def test_preconditioner_is_differentiable_for_rectangular_w():
-    """W W^T of a 4 x 3 W is singular: the fractional powers must still have finite derivatives
-    (checked against central differences of the field)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from trajlab.theory import preconditioner_apply
-
-    jax.config.update("jax_enable_x64", True)
-    w = jax.random.normal(jax.random.PRNGKey(0), (4, 3), jnp.float64)
-    g = jax.random.normal(jax.random.PRNGKey(1), (4, 3), jnp.float64)
-    jac = np.asarray(jax.jacfwd(lambda x: preconditioner_apply(x, g, 3))(w))
-    assert np.isfinite(jac).all()
-    direction = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (4, 3), jnp.float64))
-    h = 1e-6
-    numeric = (
-        np.asarray(preconditioner_apply(w + h * direction, g, 3))
-        - np.asarray(preconditioner_apply(w - h * direction, g, 3))
-    ) / (2 * h)
-    np.testing.assert_allclose(np.einsum("ijkl,kl->ij", jac, direction), numeric, rtol=1e-5, atol=1e-7)

@@ -22,9 +22,7 @@ def psd_power(a, power: float):
     if power == 0:
         return jnp.eye(a.shape[0], dtype=a.dtype)
     values, vectors = jnp.linalg.eigh((a + a.T) / 2)
-    # Zero (or round-off negative) eigenvalues map to 0 without a NaN derivative of x^power at 0.
-    positive = values > 0
-    values = jnp.where(positive, jnp.where(positive, values, 1) ** power, 0)
+    values = jnp.clip(values, 0, None) ** power
     return (vectors * values[None, :]) @ vectors.T
 
 
