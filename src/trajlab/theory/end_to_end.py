@@ -18,7 +18,12 @@ import jax.numpy as jnp
 
 
 def psd_power(a, power: float):
-    """A^power for symmetric positive semi-definite A, by eigendecomposition (A^0 = I)."""
+    """A^power for symmetric positive semi-definite A, by eigendecomposition (A^0 = I).
+
+    Values are exact up to round-off; derivatives are not defined where A is singular and
+    0 < power < 1 (x^power has infinite slope at 0) and come out NaN there, which is the honest
+    answer: e.g. the end-to-end field of a rectangular W is not differentiable in W.
+    """
     if power == 0:
         return jnp.eye(a.shape[0], dtype=a.dtype)
     values, vectors = jnp.linalg.eigh((a + a.T) / 2)
