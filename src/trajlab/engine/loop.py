@@ -207,10 +207,12 @@ def run_batch(
     wall = np.full(n_runs, np.nan)
     final: dict[str, np.ndarray] = {}
 
-    def record(status: np.ndarray, steps: np.ndarray, only: np.ndarray) -> None:
-        values = jax.device_get(compiled.record(state, data))
+    def record(steps: np.ndarray, only: np.ndarray) -> None:
         # A run that stops right at a step already recorded keeps its one row for that step.
         index = np.flatnonzero(only & (steps != last_recorded))
+        if index.size == 0:
+            return
+        values = jax.device_get(compiled.record(state, data))
         last_recorded[index] = steps[index]
         rows["run"].extend(index.tolist())
         rows["step"].extend(steps[index].tolist())
@@ -221,7 +223,7 @@ def run_batch(
 
     status = np.asarray(state["status"])
     steps = np.asarray(state["steps"])
-    record(status, steps, np.ones(n_runs, bool))
+    record(steps, np.ones(n_runs, bool))
     targets = [int(s) for s in schedule if s > 0]
     for target in targets:
         state = compiled.advance(state, lrs, jnp.asarray(target, jnp.int32), data)
@@ -229,7 +231,7 @@ def run_batch(
         stopped = status != ACTIVE
         newly = stopped & ~recorded_final
         at_target = (status == ACTIVE) & (steps == target)
-        record(status, steps, at_target | newly)
+        record(steps, at_target | newly)
         wall[newly] = time.perf_counter() - start
         recorded_final |= newly
         if progress is not None:
