@@ -18,6 +18,7 @@ from trajlab.experiments import get_preset  # noqa: E402
 from trajlab.experiments.linear_dynamics import lp_regression_minimum, positive_margin_probability  # noqa: E402
 from trajlab.plots.linear_dynamics import (  # noqa: E402
     acceleration_figure,
+    bound_table,
     convergence_bound_figure,
     loss_at_steps,
     margin_probability_figure,
@@ -42,7 +43,9 @@ from trajlab.theory.saxe import (  # noqa: E402
 # theory.saxe against an independent ODE solver
 
 
-@pytest.mark.parametrize("s, u0, tau", [(3.0, 1e-4, 1.0), (0.5, 1e-3, 1.0), (1.0, 0.9, 1.0), (2.0, 2.5, 1.0), (1.5, 1e-2, 3.0)])
+@pytest.mark.parametrize(
+    "s, u0, tau", [(3.0, 1e-4, 1.0), (0.5, 1e-3, 1.0), (1.0, 0.9, 1.0), (2.0, 2.5, 1.0), (1.5, 1e-2, 3.0)]
+)
 def test_closed_form_solves_the_mode_ode(s, u0, tau):
     """u(t) of Saxe et al. Eq. 6 against scipy's solve_ivp (DOP853) of tau du/dt = 2 u (s - u),
     from below s and from above s."""
@@ -148,7 +151,8 @@ def test_preset_grids():
     acceleration = get_preset("acceleration-lp").configs()
     assert len(acceleration) == 12
     assert {c.problem.p for c in acceleration} == {4.0, 2.0}
-    assert {(c.model.init, c.model.scale, c.seed, c.model.width) for c in acceleration} == {("balanced_random", 1e-2, 0, 1)}
+    inits = {(c.model.init, c.model.scale, c.seed, c.model.width) for c in acceleration}
+    assert inits == {("balanced_random", 1e-2, 0, 1)}
     assert {c.model.depth for c in acceleration if c.optimizer.name != "gd"} == {1}
     balanced = get_preset("balanced-convergence")
     assert len(balanced.configs()) == 3 * 3 * 4 * 128
@@ -167,10 +171,13 @@ def _lines_per_axis(fig: Figure) -> list[int]:
     return [len(ax.lines) for ax in fig.axes]
 
 
-def _run_acceleration(tmp_path, keep):
+@pytest.fixture(scope="module")
+def acceleration_data(tmp_path_factory):
+    """The whole quick preset (12 runs, 2000 steps) with its ``lp_optimum`` baselines."""
     preset = get_preset("acceleration-lp")
-    configs = [c for c in preset.configs(quick=True) if keep(c)]
-    return run_sweep(configs, tmp_path, baselines=preset.baselines(configs), show_progress=False)
+    configs = preset.configs(quick=True)
+    folder = tmp_path_factory.mktemp("acceleration")
+    return run_sweep(configs, folder, baselines=preset.baselines(configs), show_progress=False)
 
 
 def _excess_at_last_step(data, p, optimizer, depth):
@@ -180,11 +187,11 @@ def _excess_at_last_step(data, p, optimizer, depth):
     return float(table.loc[(p, label[0])].iloc[0])
 
 
-def test_depth_accelerates_l4_but_not_l2(tmp_path):
+def test_depth_accelerates_l4_but_not_l2(acceleration_data):
     """ICML 2018, Fig. 3: at p = 4, GD on a depth-3 (width 1) network is far below depth-1 GD after the
     same number of steps (quick: 2000); at p = 2 the two are within a factor 10 of each other. All
     runs start from the same end-to-end vector (equal loss at step 0)."""
-    data = _run_acceleration(tmp_path, lambda c: c.optimizer.name == "gd" and c.model.depth in (1, 3))
+    data = acceleration_data
     assert set(data.runs["status"]) == {"max_steps"}
     first = data.trajectories[data.trajectories["step"] == 0].merge(data.runs[["run_id", "problem.p"]], on="run_id")
     assert first.groupby("problem.p")["train_loss"].nunique().eq(1).all()
@@ -198,24 +205,25 @@ def test_depth_accelerates_l4_but_not_l2(tmp_path):
     assert excess[(4.0, 3)] < 1e-2 * excess[(4.0, 1)], excess
     assert 0.1 < excess[(2.0, 3)] / excess[(2.0, 1)] < 10, excess
 
-    figure = acceleration_figure(data.runs, data.trajectories, data.baselines)
-    assert _lines_per_axis(figure) == [2, 2]
-    assert figure.axes[0].get_yscale() == "log"
-    table = loss_at_steps(data.runs, data.trajectories, data.baselines, steps=(100, 1000, 2000))
-    assert table.shape == (4, 4) and (table[["step 100", "step 1000"]].to_numpy() > 0).all()
-    assert isinstance(table_figure(table), Figure)
 
 
-@pytest.mark.slow
-def test_deep_gd_beats_adagrad_and_adadelta_on_l4(tmp_path):
-    """ICML 2018: at p = 4, deep GD also beats AdaGrad and AdaDelta (each at its tuned step size).
-    The whole quick preset, with its figures."""
-    data = _run_acceleration(tmp_path, lambda c: True)
-    deep = max(_excess_at_last_step(data, 4.0, "GD", d) for d in (2, 3))
+def test_deep_gd_beats_adagrad_and_adadelta_on_l4(acceleration_data):
+    """ICML 2018: at p = 4, deep GD also beats AdaGrad and AdaDelta (each at its tuned step size)."""
+    deep = max(_excess_at_last_step(acceleration_data, 4.0, "GD", d) for d in (2, 3))
     for optimizer in ("AdaGrad", "AdaDelta"):
-        assert deep < 1e-2 * _excess_at_last_step(data, 4.0, optimizer, 1)
-    figures = get_preset("acceleration-lp").figures(data)
-    assert _lines_per_axis(figures["excess_loss"]) == [6, 6]
+        assert deep < 1e-2 * _excess_at_last_step(acceleration_data, 4.0, optimizer, 1)
+
+
+def test_acceleration_figures(acceleration_data):
+    runs, trajectories, baselines = acceleration_data.runs, acceleration_data.trajectories, acceleration_data.baselines
+    figure = acceleration_figure(runs, trajectories, baselines)
+    assert _lines_per_axis(figure) == [6, 6]  # a line per method, a panel per p
+    assert figure.axes[0].get_yscale() == "log"
+    table = loss_at_steps(runs, trajectories, baselines, steps=(100, 1000, 2000))
+    assert table.shape == (12, 4) and (table[["step 100", "step 1000"]].to_numpy() > 0).all()
+    assert isinstance(table_figure(table), Figure)
+    figures = get_preset("acceleration-lp").figures(acceleration_data)
+    assert set(figures) == {"excess_loss", "excess_loss_table"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,9 +260,7 @@ def test_margin_probability(balanced_data):
 def test_positive_margin_runs_stay_below_the_linear_rate_bound(balanced_data):
     """ICLR 2019, Theorem 1: every run with a positive margin converges, with loss(t) <=
     loss(0) (1 - eta c^(2(N-1)/N))^t at every recorded step."""
-    from trajlab.plots.linear_dynamics import _bound_frame
-
-    frame = _bound_frame(balanced_data.runs, balanced_data.trajectories)
+    frame = bound_table(balanced_data.runs, balanced_data.trajectories)
     assert frame["run_id"].nunique() >= 10
     assert (frame["train_loss"] <= frame["bound"] * (1 + 1e-9)).all()
     statuses = balanced_data.runs.set_index("run_id").loc[frame["run_id"].unique(), "status"]
@@ -295,7 +301,7 @@ def test_balanced_convergence_figures(balanced_data):
     figure = convergence_bound_figure(runs, trajectories)
     counts = _lines_per_axis(figure)
     assert counts[:2] == [6, 6]  # top row: 3 runs x (measured, bound)
-    positive = _bound_frame_runs(runs, trajectories)
+    positive = _positive_runs_per_depth(runs, trajectories)
     assert counts[2:] == [positive[2] + 1, positive[4] + 1]  # bottom row: a ratio per run + the line at 1
     figure = plateau_figure(runs, trajectories)
     assert _lines_per_axis(figure) == [2 * 2, 2 * 2]  # a panel per m: depth x (smallest, largest scale)
@@ -303,10 +309,8 @@ def test_balanced_convergence_figures(balanced_data):
     assert set(figures) == {"margin_probability", "margin_table", "convergence_bound", "plateau"}
 
 
-def _bound_frame_runs(runs, trajectories):
-    from trajlab.plots.linear_dynamics import _bound_frame
-
-    frame = _bound_frame(runs, trajectories)
+def _positive_runs_per_depth(runs, trajectories):
+    frame = bound_table(runs, trajectories)
     return frame.groupby("model.depth")["run_id"].nunique().to_dict()
 
 
@@ -324,12 +328,12 @@ def saxe_data(tmp_path_factory):
 def test_modes_follow_the_closed_form_strongest_first(saxe_data):
     """After the layers align, each mode strength follows Saxe et al.'s logistic curve with rate 2 s:
     within 2% of s over the whole run (u0 fitted as a time shift at s/2), the 10-90% rise time is
-    ln(81)/(2s) within 3%, the modes are learned in the order of s, and all are learned by t = 30."""
+    ln(81)/(2s) within 5%, the modes are learned in the order of s, and all are learned by t = 30."""
     assert len(saxe_data.runs) == 2 and set(saxe_data.runs["status"]) == {"max_steps"}
     table = mode_table(saxe_data.runs, saxe_data.trajectories)
     assert len(table) == 2 * 4
     assert (table["max error"] < 0.02).all(), table["max error"]
-    np.testing.assert_allclose(table["rise 10-90"], table["rise 10-90 theory"], rtol=0.03)
+    np.testing.assert_allclose(table["rise 10-90"], table["rise 10-90 theory"], rtol=0.05)
     for _, block in table.groupby(level="seed"):
         block = block.sort_values("s", ascending=False)
         assert np.all(np.diff(block["t half"].to_numpy()) > 0)

@@ -33,6 +33,7 @@ __all__ = [
     "LP_OPTIMUM_BASELINE",
     "MARGIN_PROBABILITY_BASELINE",
     "acceleration_figure",
+    "bound_table",
     "convergence_bound_figure",
     "loss_at_steps",
     "margin_probability_figure",
@@ -266,8 +267,8 @@ def table_figure(table: pd.DataFrame, *, title: str | None = None, number_format
         for row in frame.itertuples(index=False)
     ]
     widths = [max([len(str(column))] + [len(row[i]) for row in cells]) for i, column in enumerate(frame.columns)]
-    fig = Figure(figsize=(0.07 * sum(widths) + 0.25 * len(widths) + 0.4, 0.24 * (len(frame) + 1) + (0.45 if title else 0.15)),
-                 layout="constrained")
+    size = (0.07 * sum(widths) + 0.25 * len(widths) + 0.4, 0.24 * (len(frame) + 1) + (0.45 if title else 0.15))
+    fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
     ax.axis("off")
     total = float(sum(widths) + 3 * len(widths))
@@ -363,7 +364,8 @@ def margin_probability_figure(
             seeds = int(block["seeds"].min())
             ax.plot(
                 block["model.scale"], block["probability"], color=cmap(i % cmap.N),
-                marker=_DEPTH_MARKERS[j % len(_DEPTH_MARKERS)], markersize=7 - 1.5 * j, markerfacecolor="none" if j else None,
+                marker=_DEPTH_MARKERS[j % len(_DEPTH_MARKERS)], markersize=7 - 1.5 * j,
+                markerfacecolor="none" if j else None,
                 linestyle=_DEPTH_STYLES[j % len(_DEPTH_STYLES)],
                 label=f"m = {_fmt(m)}, depth {_fmt(depth)} ({seeds} seeds)",
             )
@@ -383,8 +385,13 @@ def margin_probability_figure(
     return fig
 
 
-def _bound_frame(runs: pd.DataFrame, trajectories: pd.DataFrame) -> pd.DataFrame:
-    """Trajectory rows of the runs with a positive margin at init, with the ICLR 2019 bound beside them."""
+def bound_table(runs: pd.DataFrame, trajectories: pd.DataFrame) -> pd.DataFrame:
+    """Trajectory rows of the runs with a positive deficiency margin at init, with the ICLR 2019 bound.
+
+    Columns: ``run_id``, ``step``, ``train_loss``, ``model.depth``, ``model.scale``, ``optimizer.lr``,
+    ``margin`` (c, at step 0), ``loss0`` and ``bound`` = loss0 (1 - lr c^(2(N-1)/N))^step
+    (:func:`trajlab.theory.end_to_end.linear_convergence_bound`), sorted by run and step.
+    """
     _require(runs, ["run_id", "model.depth", "model.scale", "optimizer.lr"], "runs")
     _require(trajectories, ["run_id", "step", "train_loss", "deficiency_margin"], "trajectories")
     present = _present(runs, trajectories)
@@ -417,7 +424,7 @@ def convergence_bound_figure(runs: pd.DataFrame, trajectories: pd.DataFrame, *, 
     (solid) and the bound / loss(0) (dashed, same colour). Bottom: loss / bound for every
     positive-margin run of every scale (thin lines); the theorem says these stay <= 1 (black line).
     """
-    frame = _bound_frame(runs, trajectories)
+    frame = bound_table(runs, trajectories)
     if len(frame) == 0:
         raise ValueError("no run has a positive deficiency margin at init")
     firsts = frame.drop_duplicates("run_id")
@@ -642,7 +649,8 @@ def mode_strengths_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Fig
         rows = _mode_rows(run, by_run[run["run_id"]])
         for row in rows:
             color = cmap(0.85 * row["mode"] / max(len(rows) - 1, 1))
-            ax.plot(row["t"], row["u"], color=color, linewidth=2.0, label=f"mode {row['mode'] + 1}, s = {_fmt(row['s'])}")
+            label = f"mode {row['mode'] + 1}, s = {_fmt(row['s'])}"
+            ax.plot(row["t"], row["u"], color=color, linewidth=2.0, label=label)
             if np.isfinite(row["u0_effective"]):
                 ax.plot(row["t"], row["closed"], color="black", linestyle="--", linewidth=1.0,
                         label="closed form (Saxe et al. 2014)")
