@@ -44,9 +44,10 @@ def final_table(
     """Final values of every run, one row per run, baselines as extra rows.
 
     Index: those of (``problem.kind``, ``problem.observations``, ``model.depth``,
-    ``model.scale``, ``optimizer.lr``) present in ``runs``, sorted. Columns: ``run_id`` (when
-    present), ``status``, ``steps``, then one column per metric named without the ``final.``
-    prefix (``test_error`` holds ``final.test_error``). Several runs may share an index entry
+    ``model.scale``, ``optimizer.lr``) present in ``runs``, then every other config column
+    whose value differs between runs (e.g. ``optimizer.name``, ``problem.p``), sorted. Columns:
+    ``run_id`` (when present), ``status``, ``steps``, then one column per metric present, named
+    without the ``final.`` prefix (``test_error`` holds ``final.test_error``). Several runs may share an index entry
     (seeds); ``run_id`` tells them apart. All runs are listed, diverged ones included.
 
     Baselines (optional) are rows of the same table, placed after the runs of their problem:
@@ -57,9 +58,9 @@ def final_table(
     (matched on the shared ``problem.*`` columns) are kept. With baseline rows the
     ``model.depth`` level has object dtype (ints and labels).
     """
-    metrics = tuple(metrics)
-    _require(runs, ["status", "steps", *(f"final.{m}" for m in metrics)], "runs")
-    index = [c for c in _INDEX if c in runs.columns]
+    metrics = tuple(m for m in metrics if f"final.{m}" in runs.columns)
+    _require(runs, ["status", "steps"], "runs")
+    index = [c for c in _INDEX if c in runs.columns] + _varying_config_columns(runs)
 
     table = runs[index].copy()
     if "run_id" in runs.columns:
@@ -101,6 +102,19 @@ def final_table(
             table = table.drop(columns="_section")
 
     return table.set_index(index) if index else table.reset_index(drop=True)
+
+
+def _varying_config_columns(runs: pd.DataFrame) -> list[str]:
+    """Config columns (dotted names) outside the standard index whose value differs between runs,
+    so that rows of e.g. different optimizers or seeds can be told apart."""
+    return [
+        c
+        for c in runs.columns
+        if "." in c
+        and not c.startswith("final.")
+        and c not in _INDEX
+        and runs[c].astype(str).nunique(dropna=False) > 1
+    ]
 
 
 def _matching_problems(baselines: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
