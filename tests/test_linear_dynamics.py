@@ -15,7 +15,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 from trajlab.experiments import get_preset  # noqa: E402
-from trajlab.experiments.linear_dynamics import lp_regression_minimum, positive_margin_probability  # noqa: E402
+from trajlab.baselines.lp_regression import lp_regression_minimum  # noqa: E402
+from trajlab.theory.margins import positive_margin_probability  # noqa: E402
 from trajlab.plots.linear_dynamics import (  # noqa: E402
     acceleration_figure,
     bound_table,

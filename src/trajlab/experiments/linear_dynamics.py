@@ -21,9 +21,11 @@ import json
 
 import numpy as np
 
+from trajlab.baselines.lp_regression import lp_regression_minimum
 from trajlab.config import FlowConfig, ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.experiments.preset import Preset
 from trajlab.sweep.runner import BaselineJob, flat_row
+from trajlab.theory.margins import positive_margin_probability
 
 # The table of final values (``trajlab run`` / ``show``) needs these four; the rest are per preset.
 _TABLE_METRICS = ("train_loss", "test_error", "effective_rank", "nuclear_norm")
@@ -35,55 +37,6 @@ _TABLE_METRICS = ("train_loss", "test_error", "effective_rank", "nuclear_norm")
 
 def _job_id(name: str, key: dict) -> str:
     return hashlib.sha256(f"{name}:{json.dumps(key, sort_keys=True, default=str)}".encode()).hexdigest()[:16]
-
-
-def lp_regression_minimum(inputs: np.ndarray, outputs: np.ndarray, p: float, *, max_iterations: int = 200):
-    """(min loss, W, Newton iterations) of the convex loss (1/S) sum_i ||y_i - W x_i||_p^p, in float64.
-
-    Damped Newton's method from the least-squares solution, for p >= 2: gradient
-    -(p/S) R^T X sign(R)|R|^(p-1), Hessian (per output row) p (p-1)/S X^T diag(|r|^(p-2)) X, with
-    backtracking on the loss; stops when a step no longer decreases the loss. For 1 <= p < 2 (Hessian
-    unbounded where a residual vanishes) scipy's L-BFGS is used instead.
-    """
-    x = np.asarray(inputs, np.float64)
-    y = np.asarray(outputs, np.float64)
-    samples = x.shape[0]
-
-    def loss(w):
-        return float(np.sum(np.abs(y - x @ w.T) ** p) / samples)
-
-    w = np.linalg.lstsq(x, y, rcond=None)[0].T  # (m, n)
-    if p == 2:
-        return loss(w), w, 0
-    if p < 2:
-        from scipy.optimize import minimize
-
-        shape = w.shape
-        result = minimize(lambda v: loss(v.reshape(shape)), w.ravel(), method="L-BFGS-B",
-                          options=dict(maxiter=10_000, ftol=1e-15, gtol=1e-12))
-        return float(result.fun), result.x.reshape(shape), int(result.nit)
-    current = loss(w)
-    for iteration in range(1, max_iterations + 1):
-        residual = y - x @ w.T  # (S, m)
-        step = np.zeros_like(w)
-        for k in range(w.shape[0]):
-            r = residual[:, k]
-            grad = -p / samples * x.T @ (np.sign(r) * np.abs(r) ** (p - 1))
-            hessian = p * (p - 1) / samples * (x.T * np.abs(r) ** (p - 2)) @ x
-            step[k] = np.linalg.lstsq(hessian, grad, rcond=None)[0]
-        size = 1.0
-        while size > 1e-12:
-            candidate = w - size * step
-            value = loss(candidate)
-            if value < current:
-                break
-            size /= 2
-        else:
-            return current, w, iteration
-        if current - value <= 1e-16 * max(1.0, abs(current)):
-            return value, candidate, iteration
-        w, current = candidate, value
-    return current, w, max_iterations
 
 
 def lp_optimum_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
@@ -108,41 +61,6 @@ def _lp_optimum_solver(problem: ProblemConfig):
         return dict(train_loss=value, iterations=iterations, status="optimal")
 
     return compute
-
-
-def positive_margin_probability(target: np.ndarray, scale: float) -> float:
-    """P(deficiency margin > 0) of ``balanced_random`` init for output dimension m = 1, in closed form.
-
-    W_e(0) = A with i.i.d. N(0, scale^2 / m) entries (m = 1), Phi a row vector, sigma_min = ||Phi||.
-    With a = ||Phi|| / scale, A / scale = z_1 Phi / ||Phi|| + z_perp: the margin sigma_min - ||A - Phi||
-    is positive iff (z_1 - a)^2 + q < a^2, q = ||z_perp||^2 ~ chi-square(n - 1), so
-
-        P = E_q[ Phi_N(a + r) - Phi_N(a - r) ; q < a^2 ],   r = sqrt(a^2 - q),
-
-    (Phi_N the standard normal cdf; a - r is evaluated as q / (a + r), without cancellation), i.e. the
-    noncentral chi-square probability P(chi'^2_n(a^2) < a^2), integrated so that it stays accurate
-    for tiny scales. Tends to 1/2 as scale -> 0 (the margin is then the sign of <A, Phi>) and to 0
-    as scale grows.
-    """
-    from scipy.integrate import quad
-    from scipy.special import ndtr
-    from scipy.stats import chi2
-
-    target = np.atleast_2d(np.asarray(target, np.float64))
-    if target.shape[0] != 1:
-        raise ValueError("positive_margin_probability: closed form only for output dimension m = 1")
-    a = float(np.linalg.norm(target)) / float(scale)
-    n = target.shape[1]
-
-    def inside(q):
-        r = np.sqrt(max(a * a - q, 0.0))
-        return ndtr(a + r) - ndtr(q / (a + r)) if a + r > 0 else 0.0
-
-    if n == 1:
-        return float(inside(0.0))
-    upper = min(a * a, float(chi2.isf(1e-17, n - 1)))
-    value, _ = quad(lambda q: inside(q) * chi2.pdf(q, n - 1), 0.0, upper, limit=200, epsabs=1e-12, epsrel=1e-10)
-    return float(value)
 
 
 def margin_probability_jobs(configs: list[RunConfig]) -> list[BaselineJob]:

@@ -10,8 +10,15 @@ from trajlab.theory.end_to_end import (
     psd_power,
     singular_value_velocity,
 )
+from trajlab.theory.margins import positive_margin_probability
+from trajlab.theory.saxe import learning_time, mode_strength, rise_time, saxe_learning_time
 
 __all__ = [
+    "learning_time",
+    "mode_strength",
+    "positive_margin_probability",
+    "rise_time",
+    "saxe_learning_time",
     "deficiency_margin",
     "end_to_end_step",
     "is_delta_balanced",
