@@ -10,17 +10,11 @@ import ast
 import io
 import itertools
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-try:
-    import trajlab.plots  # noqa: F401
-except ModuleNotFoundError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure

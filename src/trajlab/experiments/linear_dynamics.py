@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
-
 from trajlab.baselines.lp_regression import lp_regression_minimum
 from trajlab.config import FlowConfig, ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.experiments.preset import Preset
