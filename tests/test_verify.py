@@ -111,3 +111,22 @@ def test_format_results(results):
     text = console.export_text()
     assert text.count("PASS") == len(NAMES) and text.count("FAIL") == 1
     assert "gd_slope" in text and "broken" in text
+
+
+def test_end_to_end_runs_report_no_balancedness():
+    """An end-to-end run trains W_e only: its balancedness is undefined (NaN), not a perfect 0."""
+    import math
+
+    from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig
+    from trajlab.engine import run_configs
+
+    config = RunConfig(
+        problem=ProblemConfig(kind="whitened", m=3, n=3, rank=1),
+        model=ModelConfig(depth=3, init="balanced_random", scale=0.5, parameterization="end_to_end"),
+        optimizer=OptimizerConfig(name="gd", lr=0.01),
+        train=TrainConfig(max_steps=5, tol=0, x64=True, record_points=2),
+        metrics=("train_loss", "balancedness"),
+    )
+    result = run_configs([config])
+    assert math.isnan(result.final["balancedness"][0])
+    assert math.isfinite(result.final["train_loss"][0])
