@@ -31,6 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
+from trajlab.report.columns import require_columns as _require
+
 __all__ = [
     "NUCLEAR_NORM_LABEL",
     "loss_figure",
@@ -63,14 +65,6 @@ _MAX_LEGEND_ENTRIES = 40
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _require(df: pd.DataFrame | None, columns: Iterable[str], table: str) -> None:
-    if df is None:
-        raise ValueError(f"{table} is None; expected a DataFrame")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table} is missing required column(s): {', '.join(missing)}")
 
 
 def _metric_label(metric: str) -> str:

@@ -20,12 +20,13 @@ columns with :mod:`trajlab.theory`, nothing is re-run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from trajlab.report.columns import require_columns as _require
 from trajlab.theory.end_to_end import linear_convergence_bound
 from trajlab.theory.saxe import initial_strength, mode_strength, rise_time
 
@@ -70,14 +71,6 @@ _DEPTH_STYLES = ("-", "--", ":", "-.")
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _require(df: pd.DataFrame | None, columns: Iterable[str], table: str) -> None:
-    if df is None:
-        raise ValueError(f"{table} is None; expected a DataFrame")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table} is missing required column(s): {', '.join(missing)}")
 
 
 def _fmt(value: object) -> str:
@@ -627,6 +620,27 @@ def _first_run_per_scale(present: pd.DataFrame) -> list[pd.Series]:
     return [block.iloc[0] for _, block in present.groupby("model.scale", sort=False)]
 
 
+def _mode_panels(runs: pd.DataFrame, trajectories: pd.DataFrame, height: float):
+    """A figure with a panel per init scale (one run each) and, per panel, the run and its
+    :func:`_mode_rows`, each row with a ``color`` (viridis by mode)."""
+    from matplotlib import colormaps
+
+    _require(runs, ["run_id", "problem.target_singular_values", "model.scale"], "runs")
+    _require(trajectories, ["run_id", "t", "mode_0"], "trajectories")
+    picks = _first_run_per_scale(_present(runs, trajectories))
+    by_run = _by_run(trajectories, "t")
+    fig = Figure(figsize=(4.4 * len(picks) + 2.0, height), layout="constrained")
+    axes = fig.subplots(1, len(picks), squeeze=False, sharey=True)[0]
+    cmap = colormaps["viridis"]
+    panels = []
+    for ax, run in zip(axes, picks):
+        rows = _mode_rows(run, by_run[run["run_id"]])
+        for row in rows:
+            row["color"] = cmap(0.85 * row["mode"] / max(len(rows) - 1, 1))
+        panels.append((ax, run, rows))
+    return fig, panels
+
+
 def mode_strengths_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Figure:
     """Mode strengths u_r(t) = u_r^T W(t) v_r against t: simulated (solid) and closed form (dashed).
 
@@ -635,20 +649,11 @@ def mode_strengths_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Fig
     drawn from the effective initial strength (:func:`mode_table`): the random init is not aligned
     with the target's modes, so u_r^T W(0) v_r is not the u0 the modes follow after aligning.
     """
-    _require(runs, ["run_id", "problem.target_singular_values", "model.scale"], "runs")
-    _require(trajectories, ["run_id", "t", "mode_0"], "trajectories")
-    present = _present(runs, trajectories)
-    picks = _first_run_per_scale(present)
-    by_run = _by_run(trajectories, "t")
-    fig = Figure(figsize=(4.4 * len(picks) + 2.0, 4.0), layout="constrained")
-    axes = fig.subplots(1, len(picks), squeeze=False, sharey=True)[0]
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    for ax, run in zip(axes, picks):
-        rows = _mode_rows(run, by_run[run["run_id"]])
+    fig, panels = _mode_panels(runs, trajectories, height=4.0)
+    axes = [ax for ax, _, _ in panels]
+    for ax, run, rows in panels:
         for row in rows:
-            color = cmap(0.85 * row["mode"] / max(len(rows) - 1, 1))
+            color = row["color"]
             label = f"mode {row['mode'] + 1}, s = {_fmt(row['s'])}"
             ax.plot(row["t"], row["u"], color=color, linewidth=2.0, label=label)
             if np.isfinite(row["u0_effective"]):
@@ -670,20 +675,11 @@ def mode_strengths_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Fig
 
 def mode_error_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Figure:
     """(u_r(t) - u_closed(t)) / s_r against t, a line per mode, a panel per init scale (one run each)."""
-    _require(runs, ["run_id", "problem.target_singular_values", "model.scale"], "runs")
-    _require(trajectories, ["run_id", "t", "mode_0"], "trajectories")
-    present = _present(runs, trajectories)
-    picks = _first_run_per_scale(present)
-    by_run = _by_run(trajectories, "t")
-    fig = Figure(figsize=(4.4 * len(picks) + 2.0, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(picks), squeeze=False, sharey=True)[0]
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    for ax, run in zip(axes, picks):
-        rows = _mode_rows(run, by_run[run["run_id"]])
+    fig, panels = _mode_panels(runs, trajectories, height=3.6)
+    axes = [ax for ax, _, _ in panels]
+    for ax, run, rows in panels:
         for row in rows:
-            color = cmap(0.85 * row["mode"] / max(len(rows) - 1, 1))
+            color = row["color"]
             ax.plot(row["t"], (row["u"] - row["closed"]) / row["s"], color=color,
                     label=f"mode {row['mode'] + 1}, s = {_fmt(row['s'])}")
         ax.axhline(0.0, color="black", linewidth=0.8)

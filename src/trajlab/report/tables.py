@@ -10,11 +10,13 @@ finished, hit ``max_steps`` or diverged, and the spread of their final loss and 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from rich.table import Table
+
+from trajlab.report.columns import require_columns as _require
 
 __all__ = ["BASELINE_LABELS", "final_table", "render_table", "summary_table"]
 
@@ -25,14 +27,6 @@ _INDEX = ("problem.kind", "problem.observations", "model.depth", "model.scale", 
 _PROBLEM_INDEX = ("problem.kind", "problem.observations")
 _STATUSES = ("done", "max_steps", "diverged")
 _SUMMARY_METRICS = ("train_loss", "test_error")
-
-
-def _require(df: pd.DataFrame | None, columns: Iterable[str], table: str) -> None:
-    if df is None:
-        raise ValueError(f"{table} is None; expected a DataFrame")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table} is missing required column(s): {', '.join(missing)}")
 
 
 def final_table(
