@@ -24,7 +24,9 @@ from typing import Any, get_type_hints
 from trajlab.errors import ConfigError
 
 PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
-DATASETS = ("synthetic", "diabetes", "csv")
+DATASETS = ("synthetic", "diabetes", "csv", "razin_cohen_2x2")
+LOSS_CONVENTIONS = ("mean", "half_sum")
+INIT_CONDITIONS = ("none", "positive_det")
 INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
 OPTIMIZERS = (
     "gd",
@@ -55,12 +57,13 @@ METRICS = (
     "end_to_end_distance_to_flow",
     "deficiency_margin",
     "target_mode_strengths",
+    "unobserved_max_abs",
 )
 # Metrics that need a reference gradient flow carried beside each run (extra cost): opt-in.
 FLOW_METRICS = ("distance_to_flow", "end_to_end_distance_to_flow")
 # Metrics that need the problem's target W* (whitened regression; also completion / sensing).
 TARGET_METRICS = ("deficiency_margin", "target_mode_strengths")
-DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS + TARGET_METRICS)
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS + TARGET_METRICS + ("unobserved_max_abs",))
 
 
 def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
@@ -87,6 +90,11 @@ class ProblemConfig:
       s = ``target_singular_values`` (the first len(s) modes), or, when empty, Phi with i.i.d.
       N(0, 1/n) entries.
     ``seed`` draws the data.
+
+    dataset ``razin_cohen_2x2`` (completion only): the 2 x 2 matrix [[?, 1], [1, 0]] with its three
+    known entries observed (Razin & Cohen, NeurIPS 2020, Section 3); it has no ground truth, so the
+    test error is NaN. loss_convention (completion / sensing): ``mean`` squared error over the
+    observations, or ``half_sum``: 1/2 sum of squared residuals (Razin & Cohen's convention).
     """
 
     kind: str = "completion"
@@ -99,6 +107,7 @@ class ProblemConfig:
     dataset: str = "synthetic"
     path: str | None = None
     target_singular_values: tuple[float, ...] = ()
+    loss_convention: str = "mean"
 
     def __post_init__(self) -> None:
         _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
@@ -127,6 +136,26 @@ class ProblemConfig:
         _require(self.seed >= 0, "problem.seed", "an integer >= 0", self.seed)
         _require(self.p >= 1, "problem.p", "a number >= 1", self.p)
         _require(self.dataset in DATASETS, "problem.dataset", f"one of {DATASETS}", self.dataset)
+        _require(
+            self.loss_convention in LOSS_CONVENTIONS,
+            "problem.loss_convention",
+            f"one of {LOSS_CONVENTIONS}",
+            self.loss_convention,
+        )
+        allowed = {"regression": ("synthetic", "diabetes", "csv"), "completion": ("synthetic", "razin_cohen_2x2")}
+        _require(
+            self.dataset in allowed.get(self.kind, ("synthetic",)),
+            "problem.dataset",
+            f"one of {allowed.get(self.kind, ('synthetic',))} for problem.kind={self.kind}",
+            self.dataset,
+        )
+        if self.dataset == "razin_cohen_2x2":
+            _require(
+                (self.m, self.n, self.observations, self.rank) == (2, 2, 3, 1),
+                "problem.m/n/observations/rank",
+                "2, 2, 3 and 1 for dataset razin_cohen_2x2",
+                (self.m, self.n, self.observations, self.rank),
+            )
         if self.dataset == "csv":
             _require(bool(self.path), "problem.path", "a CSV file path when problem.dataset=csv", self.path)
         if self.dataset == "diabetes":
@@ -148,6 +177,9 @@ class ModelConfig:
 
     width: hidden width of every hidden layer; ``None`` means max(m, n).
     init / scale: see :class:`trajlab.models.deep_linear.DeepLinear`.
+    condition: ``positive_det`` conditions the init on det(W_e(0)) > 0 (square W_e only): a draw with
+    det < 0 has the first column of W_1 negated, which maps the Gaussian (and balanced) measures
+    onto themselves and flips the sign of det(W_e), so the result is exactly the conditional law.
     parameterization: ``factorized`` trains the layers; ``end_to_end`` trains W_e itself under the
     end-to-end dynamics of depth N (Arora, Cohen, Hazan, ICML 2018), started from the product of
     the initialized layers (see :mod:`trajlab.dynamics.end_to_end`).
@@ -158,6 +190,7 @@ class ModelConfig:
     init: str = "gaussian_e2e"
     scale: float = 1e-3
     parameterization: str = "factorized"
+    condition: str = "none"
 
     def __post_init__(self) -> None:
         _require(self.depth >= 1, "model.depth", "an integer >= 1", self.depth)
@@ -166,6 +199,7 @@ class ModelConfig:
         )
         _require(self.init in INIT_SCHEMES, "model.init", f"one of {INIT_SCHEMES}", self.init)
         _require(self.scale > 0, "model.scale", "a number > 0", self.scale)
+        _require(self.condition in INIT_CONDITIONS, "model.condition", f"one of {INIT_CONDITIONS}", self.condition)
         _require(
             self.parameterization in PARAMETERIZATIONS,
             "model.parameterization",
@@ -282,6 +316,13 @@ class RunConfig:
             )
         unknown = [m for m in self.metrics if m not in METRICS]
         _require(not unknown, "metrics", f"a list drawn from {METRICS}", unknown or self.metrics)
+        if self.model.condition == "positive_det":
+            _require(
+                self.problem.m == self.problem.n,
+                "model.condition",
+                "none unless problem.m == problem.n (det needs a square end-to-end matrix)",
+                self.model.condition,
+            )
         if self.model.parameterization == "end_to_end":
             allowed = ("gd", "gradient_flow")
             _require(

@@ -47,7 +47,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
     end_to_end_parameters = config.model.parameterization == "end_to_end"
 
     def init(key, scale):
-        layers = model.init(key, scale, config.model.init, dtype)
+        layers = model.init(key, scale, config.model.init, dtype, config.model.condition)
         return (end_to_end(layers),) if end_to_end_parameters else layers
 
     problem_loss = loss_function(config.problem)

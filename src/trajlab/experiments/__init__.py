@@ -3,11 +3,20 @@
 from trajlab.errors import ConfigError
 from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
 from trajlab.experiments.linear_dynamics import ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS
+from trajlab.experiments.not_norms import NOT_NORMS
 from trajlab.experiments.preset import Preset
 
 PRESETS: dict[str, Preset] = {
     p.name: p
-    for p in (DMF_COMPLETION, DMF_SENSING, DMF_DYNAMICS, ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS)
+    for p in (
+        DMF_COMPLETION,
+        DMF_SENSING,
+        DMF_DYNAMICS,
+        ACCELERATION_LP,
+        BALANCED_CONVERGENCE,
+        SAXE_DYNAMICS,
+        NOT_NORMS,
+    )
 }
 
 

@@ -77,8 +77,21 @@ METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "distance_to_flow": lambda s: distance_from_init(s.layers, s.reference_layers),
     "end_to_end_distance_to_flow": lambda s: frobenius_norm(s.end_to_end - end_to_end(s.reference_layers)),
     "deficiency_margin": lambda s: deficiency_margin(s.end_to_end, s.target),
+    "unobserved_max_abs": lambda s: unobserved_max_abs(s.end_to_end, s.data),
     "target_mode_strengths": lambda s: target_mode_strengths(s.end_to_end, s.target, s.top_k),
 }
+
+
+def unobserved_max_abs(w, data):
+    """max |W_ij| over the entries (i, j) not observed in a completion problem.
+
+    For Razin & Cohen's 2 x 2 example this is |W_11|, which grows without bound as the loss goes
+    to 0 under gradient descent from det(W_e(0)) > 0, while the effective rank goes to 1.
+    """
+    if getattr(data, "rows", None) is None:
+        raise ConfigError("metrics: unobserved_max_abs needs a completion problem")
+    observed = jnp.zeros(w.shape, bool).at[data.rows, data.cols].set(True)
+    return jnp.max(jnp.where(observed, 0, jnp.abs(w)))
 
 
 def target_mode_strengths(w, target, k: int):

@@ -90,8 +90,21 @@ class DeepLinear:
                 f"model.width must be >= min(m, n) = {min(self.m, self.n)} for init balanced_random"
             )
 
-    def init(self, key, scale, scheme: str, dtype=jnp.float32):
-        """Layers (W_1, ..., W_N) drawn by ``scheme`` (module docstring); jit/vmap-safe in key, scale."""
+    def init(self, key, scale, scheme: str, dtype=jnp.float32, condition: str = "none"):
+        """Layers (W_1, ..., W_N) drawn by ``scheme`` (module docstring); jit/vmap-safe in key, scale.
+
+        condition ``positive_det``: a draw with det(W_e) < 0 gets the first column of W_1 negated
+        (W_e -> W_e diag(-1, 1, ...)), a measure-preserving map for these schemes, so the result
+        follows the law conditioned on det(W_e) > 0 (Razin & Cohen, NeurIPS 2020).
+        """
+        layers = self._draw(key, scale, scheme, dtype)
+        if condition == "positive_det":
+            flip = jnp.where(jnp.linalg.det(end_to_end(layers)) < 0, -1.0, 1.0).astype(dtype)
+            first = layers[0].at[:, 0].multiply(flip)
+            layers = (first, *layers[1:])
+        return layers
+
+    def _draw(self, key, scale, scheme: str, dtype):
         self.check_init(scheme)
         depth = self.depth
         scale = jnp.asarray(scale, dtype)

@@ -25,7 +25,7 @@ from trajlab.config import ProblemConfig
 class MatrixData(NamedTuple):
     """Observations of a matrix problem (a pytree; ``sensing`` is None for completion)."""
 
-    target: np.ndarray  # W*, (m, n)
+    target: np.ndarray | None  # W*, (m, n); None when there is no ground truth
     rows: np.ndarray | None  # completion: observed row indices, (M,)
     cols: np.ndarray | None  # completion: observed column indices, (M,)
     sensing: np.ndarray | None  # sensing: A as (M, m n), row-major vec
@@ -42,6 +42,10 @@ def low_rank_target(m: int, n: int, rank: int, rng: np.random.Generator) -> np.n
 
 def make_matrix_problem(config: ProblemConfig) -> MatrixData:
     """Draw the ground truth and observations of ``config`` (numpy, float64)."""
+    if config.dataset == "razin_cohen_2x2":
+        # [[?, 1], [1, 0]]: no ground truth for the unobserved entry.
+        rows, cols = np.array([0, 1, 1], np.int32), np.array([1, 0, 1], np.int32)
+        return MatrixData(None, rows, cols, None, np.array([1.0, 1.0, 0.0]))
     rng = np.random.default_rng(config.seed)
     target = low_rank_target(config.m, config.n, config.rank, rng)
     if config.kind == "completion":

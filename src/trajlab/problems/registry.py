@@ -25,6 +25,9 @@ def loss_function(config: ProblemConfig) -> Callable:
     mean squared error for completion / sensing, l_p loss per sample for regression, 1/2 the
     squared Frobenius distance for whitened regression)."""
     if config.kind in ("completion", "sensing"):
+        if config.loss_convention == "half_sum":
+            observations = config.observations
+            return lambda w, data: 0.5 * observations * train_loss(w, data)
         return train_loss
     if config.kind == "regression":
         p = config.p

@@ -104,7 +104,7 @@ def _varying_config_columns(runs: pd.DataFrame) -> list[str]:
     return [
         c
         for c in runs.columns
-        if "." in c
+        if ("." in c or c == "seed")
         and not c.startswith("final.")
         and c not in _INDEX
         and runs[c].astype(str).nunique(dropna=False) > 1

@@ -1,0 +1,181 @@
+"""CP and hierarchical tensor factorizations (Razin, Maman, Cohen, ICML 2021 and ICML 2022).
+
+Parameters are pytrees of arrays, so every function here jits, vmaps and differentiates.
+
+CP (Razin et al. 2021, "Implicit Regularization in Tensor Factorization"): an order-K tensor of
+shape (d_1, ..., d_K) with R components is held as factors (A_1, ..., A_K), A_k of shape (d_k, R),
+and W = sum_r a_1r ⊗ ... ⊗ a_Kr with a_kr = A_k[:, r] (column r), i.e.
+W[i_1, ..., i_K] = sum_r prod_k A_k[i_k, r].
+
+Hierarchical tensor factorization over a balanced binary mode tree (pooling size 2). Supported:
+order K = 2^L with L >= 1; node n of level l (l = 0 leaves, l = L root) covers the contiguous modes
+[n 2^l, (n + 1) 2^l). ``widths`` = (r_0, ..., r_{L-1}) gives the width of every node of each level
+below the root; the root has width 1. Parameters are :class:`HTParams` (leaves, cores):
+
+- ``leaves[k]``: matrix of shape (d_k, r_0); its node tensor is T_k[i, a] = leaves[k][i, a].
+- ``cores[l - 1][n]``: the node n of level l (l = 1..L), one of two kinds (``core`` argument):
+
+  * ``"tucker"`` (hierarchical Tucker, Hackbusch & Kühn 2009): a core C of shape
+    (r_{l-1}, r_{l-1}, r_l) and T_node[i_left, i_right, j] = sum_{a,b} T_left[i_left, a]
+    T_right[i_right, b] C[a, b, j].
+  * ``"product"`` (the hierarchical tensor factorization of Razin et al. 2022, product pooling
+    with a shared index, as in convolutional arithmetic circuits): a weight matrix M of shape
+    (r_{l-1}, r_l) and T_node[i_left, i_right, j] = sum_a T_left[i_left, a] T_right[i_right, a]
+    M[a, j]. It is the Tucker kind with the diagonal core C[a, b, j] = delta_ab M[a, j].
+
+  W is the root's node tensor with its width-1 axis dropped.
+
+Initialization convention (both models): every parameter entry i.i.d. N(0, std^2), ``std`` the
+per-factor (per-entry) standard deviation as in Razin et al. 2021/2022. For CP this gives
+E ||W||_F^2 = R std^(2K) prod_k d_k; :func:`cp_init_end_to_end` inverts it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# --- CP -------------------------------------------------------------------------------------
+
+_LETTERS = "abcdefghijklmnopqstuvwxyz"  # 'r' is the component axis
+
+
+def cp_init(key, shape, rank: int, std, dtype=jnp.float32):
+    """Factors (A_1, ..., A_K), A_k of shape (d_k, rank), entries i.i.d. N(0, std^2).
+
+    ``std`` is the per-factor standard deviation (Razin et al. 2021); jit/vmap-safe in key, std.
+    """
+    keys = jax.random.split(key, len(shape))
+    std = jnp.asarray(std, dtype)
+    return tuple(std * jax.random.normal(k, (d, rank), dtype) for k, d in zip(keys, shape))
+
+
+def cp_std_for_scale(shape, rank: int, scale):
+    """std with E ||W||_F^2 = scale^2: std = (scale^2 / (R prod_k d_k))^(1 / (2K)).
+
+    Since the entries are independent and zero-mean, E W[i]^2 = sum_r prod_k E A_k[i_k, r]^2
+    = R std^(2K) for every entry i.
+    """
+    size = math.prod(shape)
+    return (scale**2 / (rank * size)) ** (1.0 / (2 * len(shape)))
+
+
+def cp_init_end_to_end(key, shape, rank: int, scale, dtype=jnp.float32):
+    """:func:`cp_init` with std = :func:`cp_std_for_scale`, so E ||W||_F^2 = scale^2."""
+    return cp_init(key, shape, rank, cp_std_for_scale(shape, rank, jnp.asarray(scale, dtype)), dtype)
+
+
+def cp_full(factors):
+    """Dense W = sum_r a_1r ⊗ ... ⊗ a_Kr (einsum; only for small tensors)."""
+    letters = _LETTERS[: len(factors)]
+    spec = ",".join(f"{c}r" for c in letters) + "->" + letters
+    return jnp.einsum(spec, *factors)
+
+
+def cp_entries(factors, indices):
+    """W[i_1, ..., i_K] = sum_r prod_k A_k[i_k, r] for each row of ``indices`` (M, K).
+
+    Gathers the M rows of every factor and multiplies them: memory O(M R), never the dense tensor.
+    """
+    product = jnp.take(factors[0], indices[:, 0], axis=0)
+    for k in range(1, len(factors)):
+        product = product * jnp.take(factors[k], indices[:, k], axis=0)
+    return jnp.sum(product, axis=-1)
+
+
+# --- hierarchical -----------------------------------------------------------------------------
+
+
+class HTParams(NamedTuple):
+    """Hierarchical factorization: ``leaves`` (K matrices), ``cores`` (one tuple per level 1..L)."""
+
+    leaves: tuple
+    cores: tuple
+
+
+def tree_levels(order: int) -> int:
+    """L = log2(K) for the supported orders K = 2, 4, 8, ...; raises ValueError otherwise."""
+    levels = int(round(math.log2(order))) if order >= 2 else 0
+    if order < 2 or 2**levels != order:
+        raise ValueError(f"hierarchical factorization: the order must be a power of 2 >= 2, got {order}")
+    return levels
+
+
+def node_modes(order: int, level: int, node: int) -> tuple[int, ...]:
+    """Modes covered by node ``node`` of ``level`` (0 = leaves): [node 2^level, (node + 1) 2^level)."""
+    span = 2**level
+    return tuple(range(node * span, (node + 1) * span))
+
+
+def ht_init(key, shape, widths, std, dtype=jnp.float32, core: str = "tucker") -> HTParams:
+    """Every leaf and core entry i.i.d. N(0, std^2) (per-factor std, Razin et al. 2022).
+
+    ``widths`` = (r_0, ..., r_{L-1}), one per level below the root (root width 1); ``core`` is
+    ``"tucker"`` (cores (r, r, r')) or ``"product"`` (weight matrices (r, r'); module docstring).
+    """
+    if core not in ("tucker", "product"):
+        raise ValueError(f"hierarchical factorization: core must be 'tucker' or 'product', got {core!r}")
+    order = len(shape)
+    levels = tree_levels(order)
+    if len(widths) != levels:
+        raise ValueError(f"hierarchical factorization: need {levels} widths for order {order}, got {len(widths)}")
+    std = jnp.asarray(std, dtype)
+    out_widths = list(widths) + [1]
+    key_leaves, key_cores = jax.random.split(key)
+    leaf_keys = jax.random.split(key_leaves, order)
+    leaves = tuple(std * jax.random.normal(k, (d, widths[0]), dtype) for k, d in zip(leaf_keys, shape))
+    cores = []
+    level_keys = jax.random.split(key_cores, levels)
+    for level in range(1, levels + 1):
+        r_in, r_out = out_widths[level - 1], out_widths[level]
+        core_shape = (r_in, r_in, r_out) if core == "tucker" else (r_in, r_out)
+        keys = jax.random.split(level_keys[level - 1], order // 2**level)
+        cores.append(tuple(std * jax.random.normal(k, core_shape, dtype) for k in keys))
+    return HTParams(leaves, tuple(cores))
+
+
+def _combine(left, right, core):
+    """Node rows from child rows (..., r) and (..., r): Tucker or product kind, by core.ndim."""
+    if core.ndim == 3:
+        return jnp.einsum("ma,mb,abj->mj", left, right, core)
+    return (left * right) @ core
+
+
+def ht_entries(params: HTParams, indices):
+    """W[i_1, ..., i_K] for each row of ``indices`` (M, K), without the dense tensor.
+
+    Gathers leaf rows (M, r_0), then contracts up the tree: at each node an (M, r') array from its
+    children's (M, r) arrays, O(M r^2 r') per Tucker node and O(M r r') per product node.
+    """
+    rows = [jnp.take(leaf, indices[:, k], axis=0) for k, leaf in enumerate(params.leaves)]
+    for level_cores in params.cores:
+        rows = [_combine(rows[2 * n], rows[2 * n + 1], c) for n, c in enumerate(level_cores)]
+    return rows[0][:, 0]
+
+
+def ht_node_tensors(params: HTParams):
+    """Dense node tensors per level: level l, node n has shape (d over its modes..., r_l)."""
+    tensors = [list(params.leaves)]
+    for level_cores in params.cores:
+        below = tensors[-1]
+        level = []
+        for n, c in enumerate(level_cores):
+            left, right = below[2 * n], below[2 * n + 1]
+            dl, dr = left.shape[:-1], right.shape[:-1]
+            flat = _combine(
+                jnp.repeat(left.reshape(-1, left.shape[-1]), math.prod(dr), axis=0),
+                jnp.tile(right.reshape(-1, right.shape[-1]), (math.prod(dl), 1)),
+                c,
+            )
+            level.append(flat.reshape(dl + dr + (c.shape[-1],)))
+        tensors.append(level)
+    return tensors
+
+
+def ht_full(params: HTParams):
+    """Dense W: the root node tensor with its width-1 axis dropped (only for small tensors)."""
+    return ht_node_tensors(params)[-1][0][..., 0]
+
