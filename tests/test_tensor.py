@@ -54,6 +54,7 @@ KEY = jax.random.PRNGKey(0)
 # Jitted once per shape: op-by-op dispatch of the random draws would compile every op separately.
 cp_init = jax.jit(cp_init, static_argnums=(1, 2, 4))
 ht_init = jax.jit(ht_init, static_argnums=(1, 2, 4), static_argnames=("core",))
+cp_full, cp_entries, ht_full, ht_entries = map(jax.jit, (cp_full, cp_entries, ht_full, ht_entries))
 
 
 def np_cp_full(factors):
@@ -134,7 +135,7 @@ def test_cp_init_std_and_end_to_end_scale():
 
 
 @pytest.mark.parametrize("core", ["tucker", "product"])
-@pytest.mark.parametrize("shape,widths", [((3, 4), (2,)), ((2, 3, 4, 2), (3, 2)), ((3, 3, 3, 3), (2, 4))])
+@pytest.mark.parametrize("shape,widths", [((3, 4), (2,)), ((2, 3, 4, 2), (3, 2))])
 def test_ht_full_matches_explicit_einsum(core, shape, widths):
     params = ht_init(KEY, shape, widths, 1.0, jnp.float64, core=core)
     np.testing.assert_allclose(np.asarray(ht_full(params)), np_ht_full(params), rtol=1e-12, atol=1e-12)
@@ -241,8 +242,8 @@ def test_completion_gradients_match_finite_differences():
         def loss(x, entries=entries, unravel=unravel):
             return tensor_completion_loss(entries(unravel(x), data.indices), data.values)
 
-        grad = np.asarray(jax.grad(loss)(flat))
-        fd = np.asarray(central_differences(jax.jit(loss), flat))
+        grad = np.asarray(jax.jit(jax.grad(loss))(flat))
+        fd = np.asarray(jax.jit(central_differences, static_argnums=0)(loss, flat))
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
         assert np.abs(grad).max() > 1e-3  # not trivially zero
 
@@ -276,7 +277,8 @@ def test_ht_local_component_norms_product_kind():
     assert level1.shape == (2, 3) and level2.shape == (1, 2)
     for n, m in enumerate((m1, m2)):
         for a in range(3):
-            expected = np.linalg.norm(m[a]) * np.linalg.norm(leaves[2 * n][:, a]) * np.linalg.norm(leaves[2 * n + 1][:, a])
+            children = np.linalg.norm(leaves[2 * n][:, a]) * np.linalg.norm(leaves[2 * n + 1][:, a])
+            expected = np.linalg.norm(m[a]) * children
             assert float(level1[n, a]) == pytest.approx(expected, rel=1e-12)
     for a in range(2):
         expected = abs(root[a, 0]) * np.linalg.norm(m1[:, a]) * np.linalg.norm(m2[:, a])
@@ -327,7 +329,8 @@ def test_matricization_effective_ranks():
         np.testing.assert_allclose(np.asarray(level), 1.0, rtol=1e-10)
     # matricization puts the node's modes first, the others in order
     x = rng.standard_normal((2, 3, 4, 5))
-    np.testing.assert_array_equal(np.asarray(matricization(jnp.asarray(x), (1, 3))), x.transpose(1, 3, 0, 2).reshape(15, 8))
+    expected = x.transpose(1, 3, 0, 2).reshape(15, 8)
+    np.testing.assert_array_equal(np.asarray(matricization(jnp.asarray(x), (1, 3))), expected)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -349,7 +352,8 @@ def test_cp_entries_scale_to_the_published_sizes_under_vmap():
     """Order 4, dimension 10, R = 1000, M = 2000, a batch of 4 runs: loss and gradient compile and run."""
     shape, rank, batch, observations = (10, 10, 10, 10), 1000, 4, 2000
     rng = np.random.default_rng(7)
-    indices = jnp.asarray(np.stack(np.unravel_index(rng.choice(10**4, observations, replace=False), shape), 1), jnp.int32)
+    flat = rng.choice(10**4, observations, replace=False)
+    indices = jnp.asarray(np.stack(np.unravel_index(flat, shape), 1), jnp.int32)
     values = jnp.asarray(rng.standard_normal(observations), jnp.float32)
     keys = jax.random.split(KEY, batch)
     factors = jax.vmap(lambda k: cp_init(k, shape, rank, 1e-1, jnp.float32))(keys)

@@ -7,8 +7,8 @@ All functions are pure JAX (jit/vmap-safe) except :func:`estimate_cp_rank` (nump
 
 from __future__ import annotations
 
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 
 from trajlab.metrics.spectral import effective_rank
 
@@ -44,10 +44,6 @@ def top_k_component_norms(factors, k: int):
     return jnp.pad(norms, (0, k - norms.shape[-1]))
 
 
-def _column_norms(matrix):
-    return jnp.sqrt(jnp.sum(matrix**2, axis=0))
-
-
 def _child_piece_norms(child):
     """Norm of the piece of a child attached to each of its output indices j.
 
@@ -74,7 +70,8 @@ def ht_local_component_norms(params):
     for the left child and index a, ||C_n[a, :, :]||_F * ||piece_a||, where piece_a is the child's
     part attached to a (leaf column A[:, a], or child core slice C_c[:, :, a]); likewise for the
     right child with ||C_n[:, a, :]||_F. Both factors can be rescaled against each other without
-    changing W, as the vectors of a CP component. Returned array for level l: shape
+    changing W or this norm, as the vectors of a CP component; but a core is shared by its three
+    edges, so such a rescaling can change the other edges' norms. Returned array for level l: shape
     (K / 2^l, 2, r_{l-1}) with axis 1 = (left, right).
     """
     below = list(params.leaves)
@@ -157,8 +154,9 @@ def _cp_als(x, rank, rng, iterations, tol):
     return error
 
 
-def estimate_cp_rank(tensor, tol: float = 1e-4, max_rank: int = 10, rng=None, restarts: int = 5,
-                     iterations: int = 500) -> int:
+def estimate_cp_rank(
+    tensor, tol: float = 1e-4, max_rank: int = 10, rng=None, restarts: int = 5, iterations: int = 500
+) -> int:
     """Smallest r <= max_rank whose CP fit reaches ||W - W_r||_F / ||W||_F <= tol.
 
     W_r is fit by alternating least squares (Kolda & Bader 2009, Section 3.4) from ``restarts``

@@ -43,15 +43,25 @@ import jax.numpy as jnp
 _LETTERS = "abcdefghijklmnopqstuvwxyz"  # 'r' is the component axis
 
 
+def _gaussian_arrays(key, shapes, std, dtype):
+    """Arrays of the given shapes, entries i.i.d. N(0, std^2), from one draw of all entries.
+
+    One draw (not one per array) keeps the compiled random-number code small.
+    """
+    sizes = [math.prod(s) for s in shapes]
+    flat = jnp.asarray(std, dtype) * jax.random.normal(key, (sum(sizes),), dtype)
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    return tuple(flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes))
+
+
 def cp_init(key, shape, rank: int, std, dtype=jnp.float32):
     """Factors (A_1, ..., A_K), A_k of shape (d_k, rank), entries i.i.d. N(0, std^2).
 
     ``std`` is the per-factor standard deviation (Razin et al. 2021); jit/vmap-safe in key, std.
     """
-    keys = jax.random.split(key, len(shape))
-    std = jnp.asarray(std, dtype)
-    return tuple(std * jax.random.normal(k, (d, rank), dtype) for k, d in zip(keys, shape))
-
+    return _gaussian_arrays(key, [(d, rank) for d in shape], std, dtype)
 
 def cp_std_for_scale(shape, rank: int, scale):
     """std with E ||W||_F^2 = scale^2: std = (scale^2 / (R prod_k d_k))^(1 / (2K)).
@@ -122,18 +132,19 @@ def ht_init(key, shape, widths, std, dtype=jnp.float32, core: str = "tucker") ->
     levels = tree_levels(order)
     if len(widths) != levels:
         raise ValueError(f"hierarchical factorization: need {levels} widths for order {order}, got {len(widths)}")
-    std = jnp.asarray(std, dtype)
     out_widths = list(widths) + [1]
-    key_leaves, key_cores = jax.random.split(key)
-    leaf_keys = jax.random.split(key_leaves, order)
-    leaves = tuple(std * jax.random.normal(k, (d, widths[0]), dtype) for k, d in zip(leaf_keys, shape))
-    cores = []
-    level_keys = jax.random.split(key_cores, levels)
+    shapes = [(d, widths[0]) for d in shape]
+    counts = []
     for level in range(1, levels + 1):
         r_in, r_out = out_widths[level - 1], out_widths[level]
         core_shape = (r_in, r_in, r_out) if core == "tucker" else (r_in, r_out)
-        keys = jax.random.split(level_keys[level - 1], order // 2**level)
-        cores.append(tuple(std * jax.random.normal(k, core_shape, dtype) for k in keys))
+        counts.append(order // 2**level)
+        shapes += [core_shape] * counts[-1]
+    arrays = _gaussian_arrays(key, shapes, std, dtype)
+    leaves, start, cores = arrays[:order], order, []
+    for count in counts:
+        cores.append(arrays[start : start + count])
+        start += count
     return HTParams(leaves, tuple(cores))
 
 
