@@ -36,15 +36,15 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
     model = model_of(config)
     model.check_init(config.model.init)
     dtype = jnp.float64 if config.train.x64 else jnp.float32
+    end_to_end_parameters = config.model.parameterization == "end_to_end"
     functions = resolve_metrics(config.metrics, extra_metrics)
-    if config.model.parameterization == "end_to_end":
+    if end_to_end_parameters:
         # The layers are not trained, only W_e: balancedness is undefined (not 0) for these runs.
         for name in ("balancedness", "balancedness_relative"):
             if name in functions:
                 functions[name] = lambda state: jnp.full((), jnp.nan, dtype)
     top_k, schatten_p = config.train.top_k, config.train.schatten_p
     depth = config.model.depth
-    end_to_end_parameters = config.model.parameterization == "end_to_end"
 
     def init(key, scale):
         layers = model.init(key, scale, config.model.init, dtype, config.model.condition)
