@@ -1,4 +1,4 @@
-"""Build the engine's :class:`Task` for a run config (deep linear network on a matrix problem)."""
+"""Build the engine's :class:`Task` for a run config (deep linear network on a matrix or regression problem)."""
 
 from __future__ import annotations
 
