@@ -319,3 +319,34 @@ def test_run_sweep_then_load_returns_runs_trajectories_baselines_manifest(tmp_pa
     )
     assert (folder / "runs.parquet").read_bytes() == before
     pd.testing.assert_frame_equal(again.runs, data.runs)
+
+
+def test_corrupted_files_give_one_line_errors_and_nothing_is_overwritten(tmp_path):
+    """A truncated runs.parquet or manifest: `trajlab show` and `trajlab run` exit 2 with one line
+    naming the file, and the folder's files are left byte for byte as they were."""
+    import subprocess
+    import sys
+
+    trajlab = str(Path(sys.executable).parent / "trajlab")
+    base = [
+        "--set", "problem.m=5", "--set", "problem.n=4", "--set", "problem.rank=1",
+        "--set", "problem.observations=12", "--set", "train.max_steps=20", "--set", "train.record_points=3",
+        "--set", "model.depth=2", "--set", "model.scale=0.1", "--set", "optimizer.lr=0.01",
+        "--no-figures", "--no-progress",
+    ]
+    out = tmp_path / "sweep"
+    first = subprocess.run([trajlab, "run", "dmf-dynamics", *base, "--out", str(out)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    for name in ("runs.parquet", "manifest.json"):
+        path = out / name
+        original = path.read_bytes()
+        path.write_bytes(original[: len(original) // 2])
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        for command in (["show", str(out)], ["run", "dmf-dynamics", *base, "--out", str(out)]):
+            result = subprocess.run([trajlab, *command], capture_output=True, text=True)
+            assert result.returncode == 2, (command, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and name in lines[0] and lines[0].startswith("error:"), result.stderr
+            assert "Traceback" not in result.stderr
+            assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+        path.write_bytes(original)

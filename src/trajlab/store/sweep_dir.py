@@ -67,7 +67,16 @@ def _atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    """The table at ``path`` (empty if absent); a file that is not valid parquet is a TrajlabError."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for truncated or foreign files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TrajlabError(
+            f"{path}: not a readable parquet file ({reason}); move it aside to recompute what it held"
+        ) from None
 
 
 @dataclass
@@ -117,9 +126,33 @@ class SweepStore:
             return f"{parent} is not a directory"
         return None if os.access(parent, os.W_OK | os.X_OK) else f"permission denied in {parent}"
 
+    def check_readable(self) -> None:
+        """Raise TrajlabError naming the first file of the folder that cannot be read.
+
+        Parquet files are checked through their footer metadata, without reading the data.
+        """
+        import pyarrow.parquet as pq
+
+        self.read_manifest()
+        for name in (RUNS, TRAJECTORIES, BASELINES):
+            path = self.folder / name
+            if path.exists():
+                try:
+                    pq.ParquetFile(path).metadata
+                except Exception as error:
+                    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                    raise TrajlabError(
+                        f"{path}: not a readable parquet file ({reason}); move it aside to recompute what it held"
+                    ) from None
+
     def read_manifest(self) -> dict[str, Any]:
         path = self.folder / MANIFEST
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TrajlabError(f"{path}: not a valid manifest ({error}); move it aside to rerun") from None
 
     def update_manifest(self, configs: dict[str, dict], **info: Any) -> None:
         """Merge ``configs`` ({run_id: flat config}) and ``info`` into the manifest."""

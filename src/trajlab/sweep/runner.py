@@ -98,6 +98,10 @@ def run_sweep(
     store = SweepStore(folder)
     store.prepare()
     ids = {run_id(c): c for c in configs}
+    # Check what is there before writing anything, so that an unreadable file stops the sweep untouched.
+    store.check_readable()
+    done = store.completed_run_ids()
+    finished_baselines = store.completed_baseline_ids()
     store.update_manifest(
         {i: to_flat(c) for i, c in ids.items()},
         presets=[preset] if preset else [],
@@ -107,7 +111,6 @@ def run_sweep(
         platform=jax.default_backend(),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    done = store.completed_run_ids()
     pending = [c for i, c in ids.items() if i not in done]
     batches = group_batches(pending, max_batch)
     with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
@@ -116,7 +119,6 @@ def run_sweep(
             runs, trajectories = _run_one_batch(batch, extra_metrics, progress)
             store.append_runs(runs, trajectories)
             progress.end_batch(len(batch))
-        finished_baselines = store.completed_baseline_ids()
         for job in baselines:
             if job.baseline_id in finished_baselines:
                 continue
