@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
@@ -378,12 +379,17 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if text.startswith("int") or annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or float(value) != int(value)
+        ):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         return int(value)
     if annotation is float or text == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str or text == "str":
         if not isinstance(value, str):
@@ -396,9 +402,12 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if "float" in text:
             try:
-                return tuple(float(v) for v in value)
+                numbers = tuple(float(v) for v in value)
             except (TypeError, ValueError):
                 raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
+            if not all(math.isfinite(v) for v in numbers):
+                raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
+            return numbers
         return tuple(value)
     return value
 
