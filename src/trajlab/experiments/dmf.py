@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from trajlab.baselines import nuclear_norm_completion, nuclear_norm_sensing
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.experiments.preset import Preset
 from trajlab.problems.matrix import make_matrix_problem
-from trajlab.sweep.runner import BaselineJob, flat_row
+from trajlab.sweep.runner import BaselineJob, baseline_id, flat_row
 
 
 def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
@@ -27,10 +26,9 @@ def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
     problems = {json.dumps(to_flat(c.problem), sort_keys=True): c.problem for c in configs}
     jobs = []
     for key, problem in problems.items():
-        baseline_id = hashlib.sha256(f"nuclear_norm:{key}".encode()).hexdigest()[:16]
         columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
         columns["baseline"] = "nuclear_norm"
-        jobs.append(BaselineJob(baseline_id, columns, _nuclear_norm_solver(problem)))
+        jobs.append(BaselineJob(baseline_id("nuclear_norm", to_flat(problem)), columns, _nuclear_norm_solver(problem)))
     return jobs
 
 

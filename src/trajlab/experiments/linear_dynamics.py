@@ -16,13 +16,12 @@ Every number quoted in the presets' docstrings was measured with this code (floa
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from trajlab.baselines.lp_regression import lp_regression_minimum
 from trajlab.config import FlowConfig, ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.experiments.preset import Preset
-from trajlab.sweep.runner import BaselineJob, flat_row
+from trajlab.sweep.runner import BaselineJob, baseline_id, flat_row
 from trajlab.theory.margins import positive_margin_probability
 
 # The table of final values (``trajlab run`` / ``show``) needs these four; the rest are per preset.
@@ -31,10 +30,6 @@ _TABLE_METRICS = ("train_loss", "test_error", "effective_rank", "nuclear_norm")
 
 # ---------------------------------------------------------------------------------------------
 # baselines
-
-
-def _job_id(name: str, key: dict) -> str:
-    return hashlib.sha256(f"{name}:{json.dumps(key, sort_keys=True, default=str)}".encode()).hexdigest()[:16]
 
 
 def lp_optimum_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
@@ -46,7 +41,7 @@ def lp_optimum_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
     for key, problem in problems.items():
         columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
         columns["baseline"] = "lp_optimum"
-        jobs.append(BaselineJob(_job_id("lp_optimum", json.loads(key)), columns, _lp_optimum_solver(problem)))
+        jobs.append(BaselineJob(baseline_id("lp_optimum", json.loads(key)), columns, _lp_optimum_solver(problem)))
     return jobs
 
 
@@ -73,7 +68,7 @@ def margin_probability_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
         columns = {f"problem.{k}": v for k, v in flat_row(problem).items()}
         columns["model.scale"] = scale
         columns["baseline"] = "margin_probability"
-        job_id = _job_id("margin_probability", json.loads(key))
+        job_id = baseline_id("margin_probability", json.loads(key))
         jobs.append(BaselineJob(job_id, columns, _margin_solver(problem, scale)))
     return jobs
 

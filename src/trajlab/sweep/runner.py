@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 import time
@@ -28,6 +30,12 @@ class BaselineJob:
     baseline_id: str
     columns: dict[str, Any]  # identifying columns (problem fields, baseline name)
     compute: Callable[[], dict[str, Any]]
+
+
+def baseline_id(name: str, key: dict) -> str:
+    """Stable id of a baseline: hash of its name and identifying fields (sorted JSON)."""
+    text = f"{name}:{json.dumps(key, sort_keys=True, default=str)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _versions() -> dict[str, str]:
