@@ -24,7 +24,18 @@ from typing import Any, get_type_hints
 
 from trajlab.errors import ConfigError
 
-PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
+MATRIX_PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
+TENSOR_PROBLEM_KINDS = ("tensor_completion", "tensor_sensing")
+PROBLEM_KINDS = MATRIX_PROBLEM_KINDS + TENSOR_PROBLEM_KINDS
+TENSOR_TARGETS = ("cp", "hierarchical")
+# Model families (model.kind) and the problem kinds each one solves.
+MODEL_KINDS = ("deep_linear", "cp", "hierarchical")
+MODEL_PROBLEMS = {
+    "deep_linear": MATRIX_PROBLEM_KINDS,
+    "cp": TENSOR_PROBLEM_KINDS,
+    "hierarchical": TENSOR_PROBLEM_KINDS,
+}
+HIERARCHICAL_CORES = ("product", "tucker")
 DATASETS = ("synthetic", "diabetes", "csv", "razin_cohen_2x2")
 LOSS_CONVENTIONS = ("mean", "half_sum")
 INIT_CONDITIONS = ("none", "positive_det")
@@ -65,6 +76,27 @@ FLOW_METRICS = ("distance_to_flow", "end_to_end_distance_to_flow")
 # Metrics that need the problem's target W* (whitened regression; also completion / sensing).
 TARGET_METRICS = ("deficiency_margin", "target_mode_strengths")
 DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS + TARGET_METRICS + ("unobserved_max_abs",))
+# Metrics of tensor factorizations (trajlab.metrics.tensor_registry).
+TENSOR_METRICS = (
+    "train_loss",
+    "reconstruction_error",
+    "frobenius_norm",
+    "distance_from_init",
+    "distance_to_flow",
+    "component_norms",
+    "local_component_norms",
+    "matricization_effective_ranks",
+    "cp_rank_estimate",  # final parameters only (ALS; see trajlab.metrics.tensor.estimate_cp_rank)
+)
+TENSOR_DEFAULT_METRICS = ("train_loss", "reconstruction_error", "frobenius_norm", "distance_from_init")
+# Metrics each model family records ...
+FAMILY_METRICS = {"deep_linear": METRICS, "cp": TENSOR_METRICS, "hierarchical": TENSOR_METRICS}
+# ... and its defaults (``metrics`` left at the deep-linear default means the family's defaults).
+FAMILY_DEFAULT_METRICS = {
+    "deep_linear": DEFAULT_METRICS,
+    "cp": TENSOR_DEFAULT_METRICS + ("component_norms",),
+    "hierarchical": TENSOR_DEFAULT_METRICS + ("local_component_norms",),
+}
 
 
 def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
@@ -90,6 +122,11 @@ class ProblemConfig:
       Golowich, Hu, ICLR 2019). Phi = U diag(s) V^T with random orthogonal U, V and
       s = ``target_singular_values`` (the first len(s) modes), or, when empty, Phi with i.i.d.
       N(0, 1/n) entries.
+    - ``tensor_completion`` / ``tensor_sensing`` (Razin, Maman, Cohen, ICML 2021 / 2022): an order
+      ``order`` tensor W* of shape (dim, ..., dim) with CP rank ``rank`` (``target=cp``) or
+      hierarchical rank ``rank`` at every node of the mode tree (``target=hierarchical``), rescaled
+      to ||W*||_F^2 = dim^order (mean squared entry 1); ``observations`` entries observed (stored as
+      index arrays) or Gaussian measurements (see :mod:`trajlab.problems.tensor`). m and n are unused.
     ``seed`` draws the data.
 
     dataset ``razin_cohen_2x2`` (completion only): the 2 x 2 matrix [[?, 1], [1, 0]] with its three
@@ -109,11 +146,30 @@ class ProblemConfig:
     path: str | None = None
     target_singular_values: tuple[float, ...] = ()
     loss_convention: str = "mean"
+    order: int = 4
+    dim: int = 10
+    target: str = "cp"
 
     def __post_init__(self) -> None:
         _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
         _require(self.m >= 1, "problem.m", "an integer >= 1", self.m)
         _require(self.n >= 1, "problem.n", "an integer >= 1", self.n)
+        _require(2 <= self.order <= 12, "problem.order", "an integer in [2, 12]", self.order)
+        _require(self.dim >= 1, "problem.dim", "an integer >= 1", self.dim)
+        _require(self.target in TENSOR_TARGETS, "problem.target", f"one of {TENSOR_TARGETS}", self.target)
+        if self.kind in TENSOR_PROBLEM_KINDS:
+            size = self.dim**self.order
+            _require(size <= 10**7, "problem.dim", f"such that dim^order <= 1e7 (got {size} entries)", self.dim)
+            _require(self.rank >= 1, "problem.rank", "an integer >= 1", self.rank)
+            limit = size if self.kind == "tensor_completion" else 10**6
+            _require(
+                1 <= self.observations <= limit,
+                "problem.observations",
+                f"an integer in [1, {limit}] for {self.kind}",
+                self.observations,
+            )
+            _require(self.dataset == "synthetic", "problem.dataset", f"synthetic for problem.kind={self.kind}", self.dataset)
+            return
         _require(
             1 <= self.rank <= min(self.m, self.n),
             "problem.rank",
@@ -174,7 +230,15 @@ class ProblemConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A deep linear network W_e = W_N ... W_1 of depth N with equal hidden widths.
+    """The model: by ``kind`` a deep linear network (default), a CP or a hierarchical tensor factorization.
+
+    ``deep_linear``: W_e = W_N ... W_1 of depth N with equal hidden widths (fields below).
+    ``cp``: CP factorization with ``width`` = R components (Razin, Maman, Cohen 2021);
+    ``hierarchical``: hierarchical tensor factorization over the mode tree of
+    :mod:`trajlab.models.tensor` with local width ``width`` at every non-root node and nodes of kind
+    ``core`` (``product``: the factorization of Razin, Maman, Cohen 2022; ``tucker``: hierarchical
+    Tucker). Tensor inits: ``gaussian`` (every factor entry N(0, scale^2): scale is the per-factor
+    std of the papers) or, for CP, ``gaussian_e2e`` (E ||W||_F^2 = scale^2).
 
     width: hidden width of every hidden layer; ``None`` means max(m, n).
     init / scale: see :class:`trajlab.models.deep_linear.DeepLinear`.
@@ -192,8 +256,16 @@ class ModelConfig:
     scale: float = 1e-3
     parameterization: str = "factorized"
     condition: str = "none"
+    kind: str = "deep_linear"
+    core: str = "product"
 
     def __post_init__(self) -> None:
+        _require(self.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", self.kind)
+        _require(self.core in HIERARCHICAL_CORES, "model.core", f"one of {HIERARCHICAL_CORES}", self.core)
+        if self.kind in ("cp", "hierarchical"):
+            allowed = ("gaussian", "gaussian_e2e") if self.kind == "cp" else ("gaussian",)
+            _require(self.init in allowed, "model.init", f"one of {allowed} for model.kind={self.kind}", self.init)
+            _require(self.width is not None, "model.width", f"an integer >= 1 for model.kind={self.kind} (components or local width)", self.width)
         _require(self.depth >= 1, "model.depth", "an integer >= 1", self.depth)
         _require(
             self.width is None or self.width >= 1, "model.width", "an integer >= 1 or null", self.width
@@ -307,6 +379,25 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        kind = self.model.kind
+        _require(
+            self.problem.kind in MODEL_PROBLEMS[kind],
+            "problem.kind",
+            f"one of {MODEL_PROBLEMS[kind]} for model.kind={kind}",
+            self.problem.kind,
+        )
+        if kind != "deep_linear" and tuple(self.metrics) == DEFAULT_METRICS:
+            # The deep-linear default stands for "this family's defaults".
+            object.__setattr__(self, "metrics", FAMILY_DEFAULT_METRICS[kind])
+        if kind != "deep_linear":
+            allowed_metrics = FAMILY_METRICS[kind]
+            unknown = [m for m in self.metrics if m not in allowed_metrics]
+            _require(not unknown, "metrics", f"a list drawn from {allowed_metrics} for model.kind={kind}", unknown)
+            for name in ("parameterization", "condition"):
+                default = getattr(ModelConfig, name)
+                value = getattr(self.model, name)
+                _require(value == default, f"model.{name}", f"{default} for model.kind={kind}", value)
+            return
         if self.model.init == "balanced_random" and self.model.depth > 1 and self.model.width is not None:
             smallest = min(self.problem.m, self.problem.n)
             _require(
@@ -437,9 +528,20 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
     return dataclasses.replace(config, **kwargs)
 
 
+# Fields added after the first release: left out of the run id while at their defaults, so the
+# ids of existing sweep folders (and their resume) survive the addition.
+_LATER_FIELDS = ("problem.order", "problem.dim", "problem.target", "model.kind", "model.core")
+
+
 def run_id(config: RunConfig) -> str:
-    """A stable 16-hex-digit hash of the whole config (sorted JSON of the flat dict)."""
-    text = json.dumps(to_flat(config), sort_keys=True, default=str)
+    """A stable 16-hex-digit hash of the whole config (sorted JSON of the flat dict; fields added
+    later are left out while they hold their defaults)."""
+    flat = to_flat(config)
+    defaults = to_flat(RunConfig())
+    for name in _LATER_FIELDS:
+        if flat[name] == defaults[name]:
+            del flat[name]
+    text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

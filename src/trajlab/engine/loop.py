@@ -43,6 +43,9 @@ class Task:
     without ``reference``); optimizer: unit-step optax transformation (the engine applies
     params + lr * update), None for flows; flow / reference: ``integrate(params, t0, t1, dt, data)
     -> (params, gradient_evaluations, ok)`` of :func:`trajlab.dynamics.gradient_flow.flow_integrator`.
+    final_metrics(params, data) -> {column: float}: host-side (numpy) metrics of each run's final
+    parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
+    final values of the run, not trajectory columns.
     """
 
     init: Callable[[Any, Any], Any]
@@ -55,6 +58,7 @@ class Task:
     dtype: Any = jnp.float32
     flow: Callable | None = None
     reference: Callable | None = None
+    final_metrics: Callable[[Any, Any], dict] | None = None
 
 
 @dataclass
@@ -244,6 +248,13 @@ def run_batch(
             break
     if not (status != ACTIVE).all():  # schedule ended before max_steps: not expected, but honest
         raise RuntimeError("recording schedule ended before every run stopped")
+    if task.final_metrics is not None:
+        params = jax.device_get(state["params"])
+        host_data = jax.device_get(data)
+        for index in range(n_runs):
+            one = jax.tree_util.tree_map(lambda x: np.asarray(x[index], np.float64), params)
+            for name, value in task.final_metrics(one, host_data).items():
+                final.setdefault(name, np.full(n_runs, np.nan))[index] = float(value)
     trajectory = {name: np.asarray(values) for name, values in rows.items()}
     return BatchResult(
         status=[STATUS_NAMES[int(s)] for s in status],

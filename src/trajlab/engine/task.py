@@ -1,4 +1,4 @@
-"""Build the engine's :class:`Task` for a run config (deep linear network on a matrix or regression problem)."""
+"""Build the engine's :class:`Task` for a run config, from its model family (:mod:`trajlab.engine.family`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import jax
 import jax.numpy as jnp
 
 from trajlab.config import FLOW_METRICS, RunConfig, static_key
-from trajlab.dynamics.end_to_end import end_to_end_gd, precondition_end_to_end
 from trajlab.dynamics.gradient_flow import flow_integrator
 from trajlab.dynamics.optimizers import direction_transform
+from trajlab.engine.family import family_parts
 from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
-from trajlab.metrics.registry import MetricState, evaluate_metrics, resolve_metrics
-from trajlab.models.deep_linear import DeepLinear, end_to_end
-from trajlab.problems.registry import loss_function, make_data
+from trajlab.problems.registry import make_data
 
 
 def enable_precision(config: RunConfig) -> None:
@@ -25,64 +23,33 @@ def enable_precision(config: RunConfig) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def model_of(config: RunConfig) -> DeepLinear:
-    p, m = config.problem, config.model
-    return DeepLinear(p.m, p.n, m.depth, m.width)
-
-
 def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
-    """The Task of ``config``: its static fields only (seed, lr and scale are batched)."""
+    """The Task of ``config``: its static fields only (seed, lr and scale are batched).
+
+    The model family (``config.model.kind``, see :mod:`trajlab.engine.family`) gives init, loss,
+    metrics and an optional preconditioner / update rule; the rest is shared by every family.
+    """
     enable_precision(config)
-    model = model_of(config)
-    model.check_init(config.model.init)
+    parts = family_parts(config, extra_metrics)
     dtype = jnp.float64 if config.train.x64 else jnp.float32
-    end_to_end_parameters = config.model.parameterization == "end_to_end"
-    functions = resolve_metrics(config.metrics, extra_metrics)
-    if end_to_end_parameters:
-        # The layers are not trained, only W_e: balancedness is undefined (not 0) for these runs.
-        for name in ("balancedness", "balancedness_relative"):
-            if name in functions:
-                functions[name] = lambda state: jnp.full((), jnp.nan, dtype)
-    top_k, schatten_p = config.train.top_k, config.train.schatten_p
-    depth = config.model.depth
-
-    def init(key, scale):
-        layers = model.init(key, scale, config.model.init, dtype, config.model.condition)
-        return (end_to_end(layers),) if end_to_end_parameters else layers
-
-    problem_loss = loss_function(config.problem)
-
-    def loss(params, data):
-        return problem_loss(end_to_end(params), data)
+    precondition = parts.precondition
 
     def direction(params, data):
         """The field F of the flow d theta/dt = -F(theta): the (preconditioned) gradient."""
-        grads = jax.grad(loss)(params, data)
-        return precondition_end_to_end(params, grads, depth) if end_to_end_parameters else grads
-
-    def metrics(params, initial, reference, data):
-        state = MetricState(
-            params,
-            initial,
-            data,
-            top_k=top_k,
-            schatten_p=schatten_p,
-            reference_layers=reference,
-            loss=problem_loss,
-        )
-        return evaluate_metrics(functions, state)
+        grads = jax.grad(parts.loss)(params, data)
+        return grads if precondition is None else precondition(params, grads)
 
     gradient_flow = config.optimizer.name == "gradient_flow"
     wants_reference = any(name in FLOW_METRICS for name in config.metrics)
-    if end_to_end_parameters:
-        optimizer = None if gradient_flow else end_to_end_gd(depth)
+    if gradient_flow:
+        optimizer = None
     else:
-        optimizer = None if gradient_flow else direction_transform(config.optimizer)
+        optimizer = parts.optimizer or direction_transform(config.optimizer)
     integrator = flow_integrator(direction, config.flow) if (gradient_flow or wants_reference) else None
     return Task(
-        init=init,
-        loss=loss,
-        metrics=metrics,
+        init=parts.init,
+        loss=parts.loss,
+        metrics=parts.metrics,
         optimizer=optimizer,
         max_steps=config.train.max_steps,
         tol=config.train.tol,
@@ -90,6 +57,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         dtype=dtype,
         flow=integrator if gradient_flow else None,
         reference=integrator if wants_reference else None,
+        final_metrics=parts.final_metrics,
     )
 
 

@@ -11,13 +11,28 @@ from trajlab.sweep.runner import BaselineJob
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A published claim and how a finished sweep checks it.
+
+    ``text`` states the claim and its source. ``measure(data)`` (``data`` as loaded by
+    :func:`trajlab.load`: ``runs``, ``trajectories``, ``baselines``) returns ``(measured, holds)``:
+    the measured value in words or as a number, and whether the claim holds on this sweep.
+    A claim without ``measure`` is listed but not checked.
+    """
+
+    text: str
+    measure: Callable[[Any], tuple[Any, bool]] | None = None
+
+
+@dataclass(frozen=True)
 class Preset:
     """name, one-line description, base config, swept axes, and what ``--quick`` changes.
 
     ``quick`` maps dotted fields to values (lists sweep) that replace the preset's own for
     ``--quick``. ``variants`` (optional) are sets of fixed values, each crossed with the grid:
     for comparisons that are not a cartesian product (e.g. GD at depth 1-3 plus Adam at depth 1). ``baselines(configs)`` lists the reference computations of a sweep;
-    ``figures(data)`` returns {name: matplotlib Figure} from the stored DataFrames.
+    ``figures(data)`` returns {name: matplotlib Figure} from the stored DataFrames; ``claims`` are
+    the published claims the preset reproduces (:class:`Claim`, or plain text when unchecked).
     """
 
     name: str
@@ -27,7 +42,7 @@ class Preset:
     quick: dict[str, Any] = field(default_factory=dict)
     baselines: Callable[[list[RunConfig]], list[BaselineJob]] | None = None
     figures: Callable[[Any], dict[str, Any]] | None = None
-    claims: tuple[str, ...] = ()
+    claims: tuple["str | Claim", ...] = ()
     variants: tuple[dict[str, Any], ...] = ()
 
     def resolve(

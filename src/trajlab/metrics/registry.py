@@ -104,20 +104,24 @@ def target_mode_strengths(w, target, k: int):
     return top_singular_values(jnp.einsum("ir,ij,rj->r", u, w, vt), k)
 
 # Column prefixes of vector metrics.
-VECTOR_COLUMNS = {"singular_values": "sv", "target_mode_strengths": "mode"}
+VECTOR_COLUMNS = {"singular_values": "sv", "target_mode_strengths": "mode", "component_norms": "comp"}
 
 
-def resolve_metrics(names, extra: dict[str, MetricFunction] | None = None) -> dict[str, MetricFunction]:
-    """Map metric names to functions; ``extra`` adds user metrics (they may not shadow built-ins)."""
+def resolve_metrics(
+    names, extra: dict[str, MetricFunction] | None = None, table: dict[str, Callable] | None = None
+) -> dict[str, MetricFunction]:
+    """Map metric names to functions of ``table`` (default: the deep-linear metrics); ``extra``
+    adds user metrics (they may not shadow built-ins)."""
+    table = METRIC_FUNCTIONS if table is None else table
     extra = dict(extra or {})
-    clash = sorted(set(extra) & set(METRIC_FUNCTIONS))
+    clash = sorted(set(extra) & set(table))
     if clash:
         raise ConfigError(f"metrics: user metric names {clash} clash with built-in metrics")
     out: dict[str, MetricFunction] = {}
     for name in names:
-        if name not in METRIC_FUNCTIONS:
-            raise ConfigError(f"metrics: unknown metric {name!r}; known: {', '.join(METRIC_FUNCTIONS)}")
-        out[name] = METRIC_FUNCTIONS[name]
+        if name not in table:
+            raise ConfigError(f"metrics: unknown metric {name!r}; known: {', '.join(table)}")
+        out[name] = table[name]
     for name, function in extra.items():
         if not callable(function):
             raise ConfigError(f"metrics: user metric {name!r} must be callable")
@@ -126,10 +130,15 @@ def resolve_metrics(names, extra: dict[str, MetricFunction] | None = None) -> di
 
 
 def evaluate_metrics(functions: dict[str, MetricFunction], state: MetricState) -> dict[str, Any]:
-    """{column name: value}: scalars as is, vectors split into ``prefix_i`` columns."""
+    """{column name: value}: scalars as is, vectors split into ``prefix_i`` columns, and a metric
+    that returns a dict gives its own columns."""
     out: dict[str, Any] = {}
     for name, function in functions.items():
-        value = jnp.asarray(function(state))
+        value = function(state)
+        if isinstance(value, dict):
+            out.update({column: jnp.asarray(v) for column, v in value.items()})
+            continue
+        value = jnp.asarray(value)
         if value.ndim == 0:
             out[name] = value
         elif value.ndim == 1:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from trajlab.config import ProblemConfig
 from trajlab.problems.matrix import make_matrix_problem, reconstruction_error, train_loss
+from trajlab.problems.tensor import make_tensor_problem
 from trajlab.problems.regression import lp_loss, make_regression, make_whitened, whitened_loss
 
 
@@ -17,6 +18,8 @@ def make_data(config: ProblemConfig):
         return make_matrix_problem(config)
     if config.kind == "regression":
         return make_regression(config)
+    if config.kind in ("tensor_completion", "tensor_sensing"):
+        return make_tensor_problem(config)
     return make_whitened(config)
 
 

@@ -129,3 +129,25 @@ def tensor_completion_loss(entries, values, convention: str = "mean"):
 def tensor_sensing_loss(w, sensing, values, convention: str = "mean"):
     """(1/M) sum_i (<A_i, W> - y_i)^2 with A stored as (M, prod(d)) and W dense."""
     return _squared_error(sensing @ w.reshape(-1) - values, convention)
+
+
+def make_tensor_problem(config):
+    """The data of a ``tensor_completion`` / ``tensor_sensing`` :class:`~trajlab.config.ProblemConfig`.
+
+    Shape (dim,) * order; W* from ``random_cp_target`` (``target=cp``, CP rank ``rank``) or
+    ``random_ht_target`` (``target=hierarchical``: product nodes, width ``rank`` at every non-root
+    node), rescaled to ||W*||_F^2 = dim^order; one numpy Generator seeded with ``config.seed`` draws
+    the target, then the observations.
+    """
+    from trajlab.models.tensor import tree_levels
+
+    rng = np.random.default_rng(config.seed)
+    shape = (config.dim,) * config.order
+    if config.target == "cp":
+        target = random_cp_target(shape, config.rank, rng)
+    else:
+        widths = (config.rank,) * tree_levels(config.order)
+        target = random_ht_target(shape, widths, rng, core="product")
+    if config.kind == "tensor_completion":
+        return make_tensor_completion(target, config.observations, rng)
+    return make_tensor_sensing(target, config.observations, rng)
