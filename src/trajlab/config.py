@@ -26,20 +26,27 @@ from trajlab.errors import ConfigError
 
 MATRIX_PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
 TENSOR_PROBLEM_KINDS = ("tensor_completion", "tensor_sensing")
-PROBLEM_KINDS = MATRIX_PROBLEM_KINDS + TENSOR_PROBLEM_KINDS
+NETWORK_PROBLEM_KINDS = ("classification", "teacher_student")
+PROBLEM_KINDS = MATRIX_PROBLEM_KINDS + TENSOR_PROBLEM_KINDS + NETWORK_PROBLEM_KINDS
+NETWORK_DATASETS = ("digits", "separable_2d")
+NETWORK_LOSSES = ("cross_entropy", "logistic", "squared")
+ACTIVATIONS = ("linear", "relu", "quadratic")
 TENSOR_TARGETS = ("cp", "hierarchical")
 # Model families (model.kind) and the problem kinds each one solves.
-MODEL_KINDS = ("deep_linear", "cp", "hierarchical")
+MODEL_KINDS = ("deep_linear", "cp", "hierarchical", "mlp", "two_layer")
 MODEL_PROBLEMS = {
     "deep_linear": MATRIX_PROBLEM_KINDS,
     "cp": TENSOR_PROBLEM_KINDS,
     "hierarchical": TENSOR_PROBLEM_KINDS,
+    "mlp": NETWORK_PROBLEM_KINDS,
+    "two_layer": NETWORK_PROBLEM_KINDS,
 }
 HIERARCHICAL_CORES = ("product", "tucker")
-DATASETS = ("synthetic", "diabetes", "csv", "razin_cohen_2x2")
+DATASETS = ("synthetic", "diabetes", "csv", "razin_cohen_2x2") + NETWORK_DATASETS
 LOSS_CONVENTIONS = ("mean", "half_sum")
 INIT_CONDITIONS = ("none", "positive_det")
-INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
+INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random", "xavier", "he")
+NETWORK_INIT_SCHEMES = ("xavier", "he", "gaussian")
 OPTIMIZERS = (
     "gd",
     "momentum",
@@ -89,13 +96,38 @@ TENSOR_METRICS = (
     "cp_rank_estimate",  # final parameters only (ALS; see trajlab.metrics.tensor.estimate_cp_rank)
 )
 TENSOR_DEFAULT_METRICS = ("train_loss", "reconstruction_error", "frobenius_norm", "distance_from_init")
+# Metrics of small nonlinear networks (trajlab.metrics.network_registry). Curvature metrics use
+# train.lanczos_iterations / train.hutchinson_probes and cost O(iterations) Hessian-vector products.
+NETWORK_METRICS = (
+    "train_loss",
+    "test_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "parameter_norm",
+    "distance_from_init",
+    "distance_to_flow",
+    "sharpness",
+    "hessian_eigenvalues",
+    "hessian_trace",
+    "angle_to_max_margin",
+    "normalized_margin",
+)
+NETWORK_DEFAULT_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "parameter_norm", "distance_from_init")
 # Metrics each model family records ...
-FAMILY_METRICS = {"deep_linear": METRICS, "cp": TENSOR_METRICS, "hierarchical": TENSOR_METRICS}
+FAMILY_METRICS = {
+    "deep_linear": METRICS,
+    "cp": TENSOR_METRICS,
+    "hierarchical": TENSOR_METRICS,
+    "mlp": NETWORK_METRICS,
+    "two_layer": NETWORK_METRICS,
+}
 # ... and its defaults (``metrics`` left at the deep-linear default means the family's defaults).
 FAMILY_DEFAULT_METRICS = {
     "deep_linear": DEFAULT_METRICS,
     "cp": TENSOR_DEFAULT_METRICS + ("component_norms",),
     "hierarchical": TENSOR_DEFAULT_METRICS + ("local_component_norms",),
+    "mlp": NETWORK_DEFAULT_METRICS,
+    "two_layer": NETWORK_DEFAULT_METRICS,
 }
 
 
@@ -127,6 +159,16 @@ class ProblemConfig:
       hierarchical rank ``rank`` at every node of the mode tree (``target=hierarchical``), rescaled
       to ||W*||_F^2 = dim^order (mean squared entry 1); ``observations`` entries observed (stored as
       index arrays) or Gaussian measurements (see :mod:`trajlab.problems.tensor`). m and n are unused.
+    - ``classification`` (small nonlinear networks): ``dataset`` ``digits`` (scikit-learn's bundled
+      8 x 8 digits, 64 features, 10 classes; ``observations`` training images and ``test_samples``
+      held-out ones) or ``separable_2d`` (Soudry et al. 2018's separable set in R^2, one output,
+      labels +-1; ``observations`` points in all); m and n are unused (set by the data); ``loss`` ``cross_entropy`` (softmax,
+      mean over samples), ``logistic`` (labels +-1, mean log(1 + exp(-y f))) or ``squared`` (mean
+      over samples of the squared error to one-hot targets, summed over outputs).
+    - ``teacher_student``: inputs x ~ N(0, I_n), targets y = f_teacher(x) of a random two-layer ReLU
+      teacher with ``teacher_width`` hidden units (one output; m unused), squared loss (mean over samples);
+      ``observations`` training samples and ``test_samples`` held-out ones.
+      See :mod:`trajlab.problems.classification` for the exact data conventions.
     ``seed`` draws the data.
 
     dataset ``razin_cohen_2x2`` (completion only): the 2 x 2 matrix [[?, 1], [1, 0]] with its three
@@ -149,6 +191,9 @@ class ProblemConfig:
     order: int = 4
     dim: int = 10
     target: str = "cp"
+    loss: str = "cross_entropy"
+    teacher_width: int = 50
+    test_samples: int = 0
 
     def __post_init__(self) -> None:
         _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
@@ -157,6 +202,31 @@ class ProblemConfig:
         _require(2 <= self.order <= 12, "problem.order", "an integer in [2, 12]", self.order)
         _require(self.dim >= 1, "problem.dim", "an integer >= 1", self.dim)
         _require(self.target in TENSOR_TARGETS, "problem.target", f"one of {TENSOR_TARGETS}", self.target)
+        _require(self.loss in NETWORK_LOSSES, "problem.loss", f"one of {NETWORK_LOSSES}", self.loss)
+        _require(self.teacher_width >= 1, "problem.teacher_width", "an integer >= 1", self.teacher_width)
+        _require(self.test_samples >= 0, "problem.test_samples", "an integer >= 0", self.test_samples)
+        if self.kind in NETWORK_PROBLEM_KINDS:
+            _require(self.observations >= 1, "problem.observations", "an integer >= 1 (training samples)", self.observations)
+            if self.kind == "classification":
+                _require(
+                    self.dataset in NETWORK_DATASETS,
+                    "problem.dataset",
+                    f"one of {NETWORK_DATASETS} for problem.kind=classification",
+                    self.dataset,
+                )
+                if self.dataset == "digits":
+                    _require(
+                        self.observations + self.test_samples <= 1797,
+                        "problem.observations",
+                        "at most 1797 - problem.test_samples for dataset digits (1797 images)",
+                        self.observations,
+                    )
+                else:
+                    _require(self.observations >= 4, "problem.observations", "an integer >= 4 for dataset separable_2d (its 4 support vectors)", self.observations)
+                    _require(self.loss != "cross_entropy", "problem.loss", "logistic or squared for dataset separable_2d (one output)", self.loss)
+            else:
+                _require(self.dataset == "synthetic", "problem.dataset", "synthetic for problem.kind=teacher_student", self.dataset)
+            return
         if self.kind in TENSOR_PROBLEM_KINDS:
             size = self.dim**self.order
             _require(size <= 10**7, "problem.dim", f"such that dim^order <= 1e7 (got {size} entries)", self.dim)
@@ -239,6 +309,11 @@ class ModelConfig:
     ``core`` (``product``: the factorization of Razin, Maman, Cohen 2022; ``tucker``: hierarchical
     Tucker). Tensor inits: ``gaussian`` (every factor entry N(0, scale^2): scale is the per-factor
     std of the papers) or, for CP, ``gaussian_e2e`` (E ||W||_F^2 = scale^2).
+    ``mlp``: fully connected network with ``depth`` weight layers, hidden width ``width``,
+    ``activation`` (linear, relu, quadratic z^2) between layers, biases if ``bias``;
+    ``two_layer``: f(x) = sum_r a_r sigma(w_r^T x) with ``width`` hidden units. Network inits:
+    ``xavier`` (Glorot & Bengio 2010), ``he``, or ``gaussian`` (every entry N(0, scale^2)); see
+    :mod:`trajlab.models.mlp`.
 
     width: hidden width of every hidden layer; ``None`` means max(m, n).
     init / scale: see :class:`trajlab.models.deep_linear.DeepLinear`.
@@ -258,9 +333,27 @@ class ModelConfig:
     condition: str = "none"
     kind: str = "deep_linear"
     core: str = "product"
+    activation: str = "relu"
+    bias: bool = False
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", self.kind)
+        _require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
+        if self.kind in ("mlp", "two_layer"):
+            _require(
+                self.init in NETWORK_INIT_SCHEMES,
+                "model.init",
+                f"one of {NETWORK_INIT_SCHEMES} for model.kind={self.kind}",
+                self.init,
+            )
+            _require(self.width is not None, "model.width", f"an integer >= 1 for model.kind={self.kind} (hidden width)", self.width)
+        else:
+            _require(
+                self.init not in ("xavier", "he"),
+                "model.init",
+                "gaussian_e2e, gaussian, identity, orthogonal or balanced_random for model.kind=deep_linear",
+                self.init,
+            )
         _require(self.core in HIERARCHICAL_CORES, "model.core", f"one of {HIERARCHICAL_CORES}", self.core)
         if self.kind in ("cp", "hierarchical"):
             allowed = ("gaussian", "gaussian_e2e") if self.kind == "cp" else ("gaussian",)
@@ -290,7 +383,9 @@ class OptimizerConfig:
 
     momentum: used by ``momentum`` and ``nesterov``. b1, b2, eps: Adam.  decay: RMSprop /
     normalized GD EMA coefficient (alpha). ``normalized_gd`` is *not* plain GD: see
-    :func:`trajlab.dynamics.normalized_gd`.
+    :func:`trajlab.dynamics.normalized_gd`. batch_size: 0 for full-batch gradients; k > 0 for
+    stochastic gradients on k samples drawn without replacement at every step (network problems;
+    stopping and divergence still look at the full train loss).
     """
 
     name: str = "normalized_gd"
@@ -300,9 +395,17 @@ class OptimizerConfig:
     b2: float = 0.999
     eps: float = 1e-8
     decay: float = 0.99
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS, "optimizer.name", f"one of {OPTIMIZERS}", self.name)
+        _require(self.batch_size >= 0, "optimizer.batch_size", "an integer >= 0 (0: full batch)", self.batch_size)
+        _require(
+            self.batch_size == 0 or self.name != "gradient_flow",
+            "optimizer.batch_size",
+            "0 for optimizer.name=gradient_flow",
+            self.batch_size,
+        )
         _require(self.lr > 0, "optimizer.lr", "a number > 0", self.lr)
         _require(0 <= self.momentum < 1, "optimizer.momentum", "a number in [0, 1)", self.momentum)
         _require(0 <= self.b1 < 1, "optimizer.b1", "a number in [0, 1)", self.b1)
@@ -353,6 +456,8 @@ class TrainConfig:
     schatten_p: float = 0.5
     diverge_factor: float = 1e6
     x64: bool = False
+    lanczos_iterations: int = 20
+    hutchinson_probes: int = 10
 
     def __post_init__(self) -> None:
         _require(self.max_steps >= 1, "train.max_steps", "an integer >= 1", self.max_steps)
@@ -363,6 +468,8 @@ class TrainConfig:
         _require(self.top_k >= 1, "train.top_k", "an integer >= 1", self.top_k)
         _require(0 < self.schatten_p <= 1, "train.schatten_p", "a number in (0, 1]", self.schatten_p)
         _require(self.diverge_factor > 1, "train.diverge_factor", "a number > 1", self.diverge_factor)
+        _require(self.lanczos_iterations >= 2, "train.lanczos_iterations", "an integer >= 2", self.lanczos_iterations)
+        _require(self.hutchinson_probes >= 1, "train.hutchinson_probes", "an integer >= 1", self.hutchinson_probes)
 
 
 @dataclass(frozen=True)
@@ -393,6 +500,8 @@ class RunConfig:
             allowed_metrics = FAMILY_METRICS[kind]
             unknown = [m for m in self.metrics if m not in allowed_metrics]
             _require(not unknown, "metrics", f"a list drawn from {allowed_metrics} for model.kind={kind}", unknown)
+            if kind in ("cp", "hierarchical"):
+                _require(self.optimizer.batch_size == 0, "optimizer.batch_size", f"0 for model.kind={kind}", self.optimizer.batch_size)
             for name in ("parameterization", "condition"):
                 default = getattr(ModelConfig, name)
                 value = getattr(self.model, name)
@@ -415,6 +524,7 @@ class RunConfig:
                 "none unless problem.m == problem.n (det needs a square end-to-end matrix)",
                 self.model.condition,
             )
+        _require(self.optimizer.batch_size == 0, "optimizer.batch_size", "0 for model.kind=deep_linear", self.optimizer.batch_size)
         if self.model.parameterization == "end_to_end":
             allowed = ("gd", "gradient_flow")
             _require(
@@ -530,7 +640,21 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
 
 # Fields added after the first release: left out of the run id while at their defaults, so the
 # ids of existing sweep folders (and their resume) survive the addition.
-_LATER_FIELDS = ("problem.order", "problem.dim", "problem.target", "model.kind", "model.core")
+_LATER_FIELDS = (
+    "problem.order",
+    "problem.dim",
+    "problem.target",
+    "problem.loss",
+    "problem.teacher_width",
+    "problem.test_samples",
+    "model.kind",
+    "model.core",
+    "model.activation",
+    "model.bias",
+    "optimizer.batch_size",
+    "train.lanczos_iterations",
+    "train.hutchinson_probes",
+)
 
 
 def run_id(config: RunConfig) -> str:

@@ -22,7 +22,8 @@ class FamilyParts:
     precondition(params, grads) -> the field F of the flow d theta/dt = -F (None: F = grads);
     optimizer: a unit-step optax rule replacing the config's (None: from ``config.optimizer``);
     final_metrics(params, data) -> {column: float}: host-side metrics of the final parameters
-    (see :class:`trajlab.engine.loop.Task`)."""
+    (see :class:`trajlab.engine.loop.Task`); minibatch(data, key) -> data: one stochastic step's
+    samples (only when ``optimizer.batch_size`` > 0)."""
 
     init: Callable[[Any, Any], Any]
     loss: Callable[[Any, Any], Any]
@@ -30,6 +31,7 @@ class FamilyParts:
     precondition: Callable[[Any, Any], Any] | None = None
     optimizer: optax.GradientTransformation | None = None
     final_metrics: Callable[[Any, Any], dict] | None = None
+    minibatch: Callable[[Any, Any], Any] | None = None
 
 
 def family_parts(config, extra_metrics: dict | None = None) -> FamilyParts:
@@ -46,6 +48,12 @@ def _deep_linear():
     return family_parts
 
 
+def _network():
+    from trajlab.engine.network_family import family_parts
+
+    return family_parts
+
+
 def _tensor():
     from trajlab.engine.tensor_family import family_parts
 
@@ -58,4 +66,6 @@ FAMILIES: dict[str, Callable[[], Callable]] = {
     "deep_linear": _deep_linear,
     "cp": _tensor,
     "hierarchical": _tensor,
+    "mlp": _network,
+    "two_layer": _network,
 }

@@ -46,6 +46,9 @@ class Task:
     final_metrics(params, data) -> {column: float}: host-side (numpy) metrics of each run's final
     parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
     final values of the run, not trajectory columns.
+    minibatch(data, key) -> data: the samples of one stochastic step (``optimizer.batch_size``);
+    each run draws its own with key fold_in(run key, step); the stopping rules still use the
+    full train loss.
     """
 
     init: Callable[[Any, Any], Any]
@@ -59,6 +62,7 @@ class Task:
     flow: Callable | None = None
     reference: Callable | None = None
     final_metrics: Callable[[Any, Any], dict] | None = None
+    minibatch: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass
@@ -102,6 +106,8 @@ class CompiledTask:
         )
         if task.reference is not None:
             state.update(reference=params, reference_steps=jnp.zeros((), jnp.int32))
+        if task.minibatch is not None:
+            state.update(sample_key=jax.random.fold_in(key, 1))
         return state
 
     def _mark(self, state, active, loss, ok=True):
@@ -142,7 +148,12 @@ class CompiledTask:
 
     def _step_one(self, state, lr, target, data):
         task = self.task
-        loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
+        if task.minibatch is None:
+            loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
+        else:
+            batch = task.minibatch(data, jax.random.fold_in(state["sample_key"], state["steps"]))
+            loss = task.loss(state["params"], data)
+            grads = jax.grad(task.loss)(state["params"], batch)
         active = state["status"] == ACTIVE
         status = self._mark(state, active, loss)
         status = jnp.where((status == ACTIVE) & (state["steps"] >= task.max_steps), MAX_STEPS, status)

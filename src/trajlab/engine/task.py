@@ -58,6 +58,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         flow=integrator if gradient_flow else None,
         reference=integrator if wants_reference else None,
         final_metrics=parts.final_metrics,
+        minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
     )
 
 
