@@ -224,6 +224,8 @@ class ProblemConfig:
                 else:
                     _require(self.observations >= 4, "problem.observations", "an integer >= 4 for dataset separable_2d (its 4 support vectors)", self.observations)
                     _require(self.loss != "cross_entropy", "problem.loss", "logistic or squared for dataset separable_2d (one output)", self.loss)
+                if self.loss == "logistic":
+                    _require(self.dataset == "separable_2d", "problem.loss", "cross_entropy or squared for dataset digits (10 classes)", self.loss)
             else:
                 _require(self.dataset == "synthetic", "problem.dataset", "synthetic for problem.kind=teacher_student", self.dataset)
             return
@@ -340,12 +342,8 @@ class ModelConfig:
         _require(self.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", self.kind)
         _require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
         if self.kind in ("mlp", "two_layer"):
-            _require(
-                self.init in NETWORK_INIT_SCHEMES,
-                "model.init",
-                f"one of {NETWORK_INIT_SCHEMES} for model.kind={self.kind}",
-                self.init,
-            )
+            allowed = NETWORK_INIT_SCHEMES if self.kind == "mlp" else ("gaussian", "balanced_random")
+            _require(self.init in allowed, "model.init", f"one of {allowed} for model.kind={self.kind}", self.init)
             _require(self.width is not None, "model.width", f"an integer >= 1 for model.kind={self.kind} (hidden width)", self.width)
         else:
             _require(
@@ -502,6 +500,13 @@ class RunConfig:
             _require(not unknown, "metrics", f"a list drawn from {allowed_metrics} for model.kind={kind}", unknown)
             if kind in ("cp", "hierarchical"):
                 _require(self.optimizer.batch_size == 0, "optimizer.batch_size", f"0 for model.kind={kind}", self.optimizer.batch_size)
+            else:
+                _require(
+                    self.optimizer.batch_size <= self.problem.observations,
+                    "optimizer.batch_size",
+                    f"an integer in [0, problem.observations] = [0, {self.problem.observations}]",
+                    self.optimizer.batch_size,
+                )
             for name in ("parameterization", "condition"):
                 default = getattr(ModelConfig, name)
                 value = getattr(self.model, name)

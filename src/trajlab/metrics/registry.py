@@ -104,7 +104,12 @@ def target_mode_strengths(w, target, k: int):
     return top_singular_values(jnp.einsum("ir,ij,rj->r", u, w, vt), k)
 
 # Column prefixes of vector metrics.
-VECTOR_COLUMNS = {"singular_values": "sv", "target_mode_strengths": "mode", "component_norms": "comp"}
+VECTOR_COLUMNS = {
+    "singular_values": "sv",
+    "target_mode_strengths": "mode",
+    "component_norms": "comp",
+    "hessian_eigenvalues": "eig",
+}
 
 
 def resolve_metrics(

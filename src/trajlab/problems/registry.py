@@ -20,7 +20,30 @@ def make_data(config: ProblemConfig):
         return make_regression(config)
     if config.kind in ("tensor_completion", "tensor_sensing"):
         return make_tensor_problem(config)
+    if config.kind in ("classification", "teacher_student"):
+        return make_network_problem(config)
     return make_whitened(config)
+
+
+def make_network_problem(config: ProblemConfig):
+    """Data of a ``classification`` / ``teacher_student`` problem (see :mod:`trajlab.problems.classification`).
+
+    digits: ``observations`` train and ``test_samples`` test images of a permutation drawn from
+    ``seed``; separable_2d: the 4 support vectors plus ``observations`` - 4 points off the margin;
+    teacher_student: n-dimensional Gaussian inputs, an orthonormal teacher with ``teacher_width``
+    units when teacher_width <= n, else Gaussian teacher rows.
+    """
+    from trajlab.problems import classification
+
+    if config.kind == "teacher_student":
+        teacher = "orthonormal" if config.teacher_width <= config.n else "gaussian"
+        return classification.make_teacher_student(
+            config.n, config.teacher_width, config.observations, config.test_samples, seed=config.seed, teacher=teacher
+        )
+    if config.dataset == "digits":
+        size = config.observations + config.test_samples
+        return classification.make_digits(size, config.test_samples / size, seed=config.seed)
+    return classification.make_soudry_separable(config.observations - 4, seed=config.seed)
 
 
 def loss_function(config: ProblemConfig) -> Callable:
