@@ -96,15 +96,15 @@ def family_parts(config: RunConfig, extra_metrics: dict | None = None) -> Family
         out = apply(params, x)
         return accuracy(out, y) if multiclass else binary_accuracy(out[:, 0], y)
 
-    linear = model.kind == "mlp" and activation == "linear" and not model.bias
-    predictor = None
-    if linear:
+    def end_to_end_predictor(params):
+        """W_L ... W_1 of a linear network without biases."""
+        w = params[0].weight
+        for layer in params[1:]:
+            w = layer.weight @ w
+        return w
 
-        def predictor(params):
-            w = params[0].weight
-            for layer in params[1:]:
-                w = layer.weight @ w
-            return w
+    linear = model.kind == "mlp" and activation == "linear" and not model.bias
+    predictor = end_to_end_predictor if linear else None
 
     max_margin = jnp.asarray(SOUDRY_MAX_MARGIN, dtype) if problem.dataset == "separable_2d" else None
     functions = resolve_metrics(config.metrics, extra_metrics, table=NETWORK_METRIC_FUNCTIONS)
