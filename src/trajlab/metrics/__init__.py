@@ -6,6 +6,12 @@ from trajlab.metrics.balancedness import (
     balancedness_relative,
     distance_from_init,
 )
+from trajlab.metrics.curvature import (
+    hessian_vector_product,
+    hutchinson_trace,
+    lanczos_top_eigenvalues,
+    power_iteration_top_eigenvalue,
+)
 from trajlab.metrics.registry import METRIC_FUNCTIONS, MetricState, evaluate_metrics, resolve_metrics
 from trajlab.metrics.spectral import (
     effective_rank,
@@ -17,6 +23,10 @@ from trajlab.metrics.spectral import (
 )
 
 __all__ = [
+    "hessian_vector_product",
+    "hutchinson_trace",
+    "lanczos_top_eigenvalues",
+    "power_iteration_top_eigenvalue",
     "METRIC_FUNCTIONS",
     "MetricState",
     "balancedness",
