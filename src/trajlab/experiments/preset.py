@@ -16,12 +16,13 @@ class Claim:
 
     ``text`` states the claim and its source. ``measure(data)`` (``data`` as loaded by
     :func:`trajlab.load`: ``runs``, ``trajectories``, ``baselines``) returns ``(measured, holds)``:
-    the measured value in words or as a number, and whether the claim holds on this sweep.
+    the measured value in words or as a number, and whether the claim holds on this sweep (None:
+    not checked, e.g. the sweep lacks the data).
     A claim without ``measure`` is listed but not checked.
     """
 
     text: str
-    measure: Callable[[Any], tuple[Any, bool]] | None = None
+    measure: Callable[[Any], tuple[Any, "bool | None"]] | None = None
 
 
 @dataclass(frozen=True)
