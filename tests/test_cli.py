@@ -458,6 +458,39 @@ def test_console_script_exit_code_and_one_line(tmp_path, args, words):
     assert not out.exists()
 
 
+def test_console_script_report_of_a_missing_folder(tmp_path):
+    """`trajlab report` of a folder that is not there: one line on stderr, exit code 2, nothing on
+    stdout, nothing written (bad input to `reproduce`: tests/test_report_html.py)."""
+    missing = tmp_path / "no-sweep-here"
+    proc = subprocess.run([TRAJLAB, "report", str(missing)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0], proc.stderr
+    assert not missing.exists()
+
+
+
+def test_report_of_the_completion_sweep(completion, tmp_path):
+    """The report of the shared tiny completion sweep: its claims (measured against the nuclear-norm
+    baseline), the figures, and the baseline row in the final values."""
+    import re
+
+    source, _ = completion
+    page = tmp_path / "report.html"
+    result = invoke("report", source, "--output", page)
+    assert result.exit_code == 0, result.stderr
+    assert "dmf-completion: claims:" in result.stdout
+    text = page.read_text()
+    assert "nuclear norm min." in text
+    assert len(re.findall(r'<img src="data:image/png;base64,', text)) == 2  # solution, train_loss
+    verdicts = re.findall(r'<tr class="claim (holds|fails|unchecked)">', text)
+    # 30 of 48 entries (nuclear norm min. recovers the matrix) and one init scale: neither claim can
+    # be checked on this sweep, and the page says why.
+    assert verdicts == ["unchecked", "unchecked"]
+    assert "nuclear norm min. recovers the matrix" in text and "at two init scales or more" in text
+    assert not list(Path(source).glob("report.html"))  # --output: nothing written into the sweep
+
+
 # --- resume after SIGKILL ------------------------------------------------------------------------
 
 RESUME = [
@@ -545,3 +578,70 @@ def test_sigkill_loses_no_finished_run_and_resume_matches_uninterrupted(tmp_path
     again = invoke(*RESUME, "--out", reference)
     assert again.exit_code == 0, again.stderr
     assert {f: ((reference / f).read_bytes(), (reference / f).stat().st_mtime_ns) for f in files} == stamps
+
+
+# --- executors: --executor / --scheduler / --workers / --slurm-* (issue 6) ---------------------
+
+EXECUTOR_BAD_INPUTS = [
+    (["--executor", "cluster"], ["--executor", "inprocess, dask, slurm", "'cluster'"]),
+    (["--scheduler", "tcp://127.0.0.1:8786"], ["--scheduler", "--executor dask only"]),
+    (["--workers", "2"], ["--workers", "--executor dask only"]),
+    (["--slurm-partition", "gpu"], ["--slurm-partition", "--executor slurm only"]),
+    (["--executor", "dask", "--slurm-time", "30"], ["--slurm-time", "--executor slurm only"]),
+    (["--slurm-gpus", "1"], ["--slurm-gpus", "--executor slurm only"]),
+]
+
+
+@pytest.mark.parametrize("extra, words", EXECUTOR_BAD_INPUTS, ids=[" ".join(b[0]) for b in EXECUTOR_BAD_INPUTS])
+def test_bad_executor_options_fail_with_one_line_and_write_nothing(extra, words, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", "dmf-completion", *TINY, *extra, "--no-figures", "--no-progress", "--out", out)
+    assert result.exit_code == 2, result.output + result.stderr
+    line = _error_line(result)
+    for word in words:
+        assert word in line, f"{word!r} not in {line!r}"
+    assert not out.exists()
+
+
+def test_bad_dask_worker_count_fails_with_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    result = invoke("run", "dmf-completion", *TINY, "--executor", "dask", "--workers", "0", "--out", out)
+    assert result.exit_code == 2
+    assert "--workers must be an integer >= 1, got 0" in _error_line(result)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, kind, settings",
+    [
+        ([], "InProcessExecutor", {}),
+        (["--executor", "dask", "--workers", "3"], "DaskExecutor", {"n_workers": 3, "scheduler": None}),
+        (["--executor", "dask", "--scheduler", "tcp://10.0.0.1:8786"], "DaskExecutor",
+         {"scheduler": "tcp://10.0.0.1:8786", "n_workers": None}),
+    ],
+)
+def test_run_hands_the_chosen_executor_to_the_sweep(extra, kind, settings, tmp_path, monkeypatch):
+    """The options reach the executor given to run_sweep; nothing is started before the sweep needs it."""
+    if kind == "DaskExecutor":
+        pytest.importorskip("distributed")
+    import trajlab.sweep
+    from trajlab.store import SweepData
+
+    seen = {}
+
+    def fake_run_sweep(configs, folder, **kwargs):
+        seen.update(kwargs, runs=len(configs), folder=folder)
+        return SweepData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {})
+
+    monkeypatch.setattr(trajlab.sweep, "run_sweep", fake_run_sweep)
+    out = tmp_path / "out"
+    result = invoke("run", "dmf-completion", *TINY, *extra, "--no-figures", "--no-progress", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    executor = seen["executor"]
+    assert type(executor).__name__ == kind
+    for name, value in settings.items():
+        assert getattr(executor, name) == value, name
+    if kind == "DaskExecutor":
+        assert executor.client is None and executor.cluster is None  # never started, nothing left running
+    assert seen["folder"] == out and seen["runs"] > 0

@@ -250,6 +250,11 @@ def _git_head(repo: Path) -> str | None:
 
 
 def _reference_run_id(flat: dict) -> str:
+    """The documented rule; fields added after the first release are left out while at their defaults."""
+    from trajlab.config import _LATER_FIELDS  # the list grows with the config; the rule is checked here
+
+    defaults = to_flat(RunConfig())
+    flat = {k: v for k, v in flat.items() if not (k in _LATER_FIELDS and v == defaults[k])}
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -350,3 +355,186 @@ def test_corrupted_files_give_one_line_errors_and_nothing_is_overwritten(tmp_pat
             assert "Traceback" not in result.stderr
             assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
         path.write_bytes(original)
+
+
+# --- one file per batch: concurrent workers, merged by readers (issue 6) ------------------------
+
+
+def _key(ids) -> str:
+    """The documented batch key: sha256 of the sorted run ids joined by newlines, 16 hex digits."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def test_batch_files_are_named_by_their_run_ids_and_merged_by_every_reader(tmp_path, strict_umask):
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    key_ab = store.write_batch(_runs(["b", "a"]), _trajectories(["b", "a"]))
+    key_c = store.write_batch(_runs(["c"], value=3.0), _trajectories(["c"], value=3.0))
+
+    assert key_ab == _key(["a", "b"]) and key_c == _key(["c"])
+    for sub in ("runs", "trajectories"):
+        files = sorted(p.name for p in (tmp_path / sub).iterdir())
+        assert files == sorted([f"batch-{key_ab}.parquet", f"batch-{key_c}.parquet"])
+        for name in files:
+            assert _mode(tmp_path / sub / name) == 0o644
+    assert not (tmp_path / "runs.parquet").exists()  # not consolidated: readers merge the batch files
+
+    assert sorted(pd.read_parquet(tmp_path / "runs" / f"batch-{key_ab}.parquet")["run_id"]) == ["a", "b"]
+    assert store.completed_run_ids() == {"a", "b", "c"}
+    assert sorted(store.read_runs()["run_id"]) == ["a", "b", "c"]
+    data = load(tmp_path)
+    assert sorted(data.runs["run_id"]) == ["a", "b", "c"]
+    assert data.runs.set_index("run_id")["final.train_loss"].to_dict() == {"a": 1.0, "b": 1.0, "c": 3.0}
+    assert len(data.trajectories) == 9 and set(data.trajectories["run_id"]) == {"a", "b", "c"}
+    pd.testing.assert_frame_equal(store.read_trajectories(), data.trajectories)
+
+    # The coordinator consolidates: the single-file layout of older folders, same contents.
+    assert store.consolidate() == 2
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "runs.parquet", "trajectories.parquet"]
+    assert sorted(pd.read_parquet(tmp_path / "runs.parquet")["run_id"]) == ["a", "b", "c"]
+    again = load(tmp_path)
+    pd.testing.assert_frame_equal(_sorted_runs(again.runs), _sorted_runs(data.runs))
+    assert store.consolidate() == 0
+
+
+def _sorted_runs(frame):
+    return frame.sort_values("run_id").reset_index(drop=True)
+
+
+def test_a_run_stored_twice_is_returned_once_with_the_trajectory_of_the_same_write(tmp_path):
+    """A worker that died after writing its batch, whose batch then ran again elsewhere."""
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    store.append_runs(_runs(["a", "b"], value=1.0), _trajectories(["a", "b"], value=1.0))  # root files
+    store.write_batch(_runs(["a", "c"], value=2.0), _trajectories(["a", "c"], steps=(0, 7), value=2.0))
+    earlier = tmp_path / "runs" / f"batch-{_key(['a', 'c'])}.parquet"
+    store.write_batch(_runs(["a"], value=5.0), _trajectories(["a"], steps=(0, 9), value=5.0))
+    os.utime(earlier, ns=(earlier.stat().st_mtime_ns - 10**9,) * 2)  # a second older, whatever the clock
+
+    merged_by_readers = load(tmp_path)
+    store.consolidate()
+    for data in (merged_by_readers, load(tmp_path)):
+        runs = data.runs.set_index("run_id")
+        assert sorted(runs.index) == ["a", "b", "c"]
+        assert runs["final.train_loss"].to_dict() == {"a": 5.0, "b": 1.0, "c": 2.0}  # latest write wins
+        traj = data.trajectories
+        assert list(traj[traj["run_id"] == "a"].sort_values("step")["step"]) == [0, 9]  # a's rows: that write's
+        assert list(traj[traj["run_id"] == "c"].sort_values("step")["step"]) == [0, 7]
+        assert list(traj[traj["run_id"] == "b"].sort_values("step")["step"]) == [0, 5, 10]
+
+
+def test_a_batch_killed_before_its_runs_file_is_not_finished(tmp_path):
+    """Killed after the trajectories file, or mid-write of the runs file (a temporary file)."""
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    store.write_batch(_runs(["a"]), _trajectories(["a"]))
+    _trajectories(["z"]).to_parquet(tmp_path / "trajectories" / f"batch-{_key(['z'])}.parquet", index=False)
+    _runs(["z"]).iloc[:0].to_parquet(tmp_path / "runs" / ".half-written.tmp")  # ignored: a temporary file
+    (tmp_path / "runs" / f".batch-{_key(['y'])}.parquet~host~1~abc.tmp").write_bytes(b"PAR1 truncated")
+
+    assert store.completed_run_ids() == {"a"}
+    data = load(tmp_path)
+    assert list(data.runs["run_id"]) == ["a"] and set(data.trajectories["run_id"]) == {"a"}
+    store.check_readable()  # temporary files are not part of the sweep
+
+    # Consolidation keeps a young orphan (its writer may be between its two writes) and drops an old one.
+    orphan = tmp_path / "trajectories" / f"batch-{_key(['z'])}.parquet"
+    store.consolidate()
+    assert orphan.exists()
+    old = orphan.stat().st_mtime - 2 * 3600
+    os.utime(orphan, (old, old))
+    store.consolidate()
+    assert not orphan.exists()
+    assert set(load(tmp_path).trajectories["run_id"]) == {"a"}
+
+
+def test_prepare_deletes_temporary_files_of_dead_writers_only(tmp_path):
+    """Other workers write into the folder while a coordinator starts: their temporary files stay."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = socket.gethostname()
+    store = SweepStore(tmp_path)
+    store.prepare()
+    (tmp_path / "runs").mkdir()
+    names = {
+        "live": tmp_path / "runs" / f".batch-x.parquet~{host}~{os.getpid()}~a1.tmp",
+        "dead": tmp_path / "runs" / f".batch-y.parquet~{host}~{dead_pid}~a2.tmp",
+        "other host, fresh": tmp_path / f".runs.parquet~elsewhere~{dead_pid}~a3.tmp",
+        "other host, old": tmp_path / f".runs.parquet~elsewhere~{os.getpid()}~a4.tmp",
+        "old naming, fresh": tmp_path / ".runs.parquet.k2j3h4.tmp",
+    }
+    for path in names.values():
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(names["other host, old"], (two_days_ago, two_days_ago))
+
+    store.prepare()
+    left = {label for label, path in names.items() if path.exists()}
+    assert left == {"live", "other host, fresh", "old naming, fresh"}
+
+
+def test_old_single_file_folders_load_and_take_new_batches(tmp_path):
+    """A folder written before batch files: runs.parquet and trajectories.parquet only."""
+    old_runs, old_traj = _runs(["a", "b"]), _trajectories(["a", "b"])
+    old_traj = pd.concat([old_traj, _trajectories(["unfinished"])], ignore_index=True)
+    old_runs.to_parquet(tmp_path / "runs.parquet", index=False)
+    old_traj.to_parquet(tmp_path / "trajectories.parquet", index=False)
+    (tmp_path / "manifest.json").write_text(json.dumps({"configs": {}}))
+
+    store = SweepStore(tmp_path)
+    data = load(tmp_path)
+    pd.testing.assert_frame_equal(data.runs, old_runs)
+    assert set(data.trajectories["run_id"]) == {"a", "b"} and len(data.trajectories) == 6
+    assert store.completed_run_ids() == {"a", "b"}
+
+    store.write_batch(_runs(["c"]), _trajectories(["c"]))
+    assert sorted(load(tmp_path).runs["run_id"]) == ["a", "b", "c"]
+    store.consolidate()
+    assert sorted(pd.read_parquet(tmp_path / "runs.parquet")["run_id"]) == ["a", "b", "c"]
+    assert set(pd.read_parquet(tmp_path / "trajectories.parquet")["run_id"]) == {"a", "b", "c"}
+
+
+def test_an_unreadable_batch_file_is_named(tmp_path):
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    key = store.write_batch(_runs(["a"]), _trajectories(["a"]))
+    path = tmp_path / "runs" / f"batch-{key}.parquet"
+    path.write_bytes(path.read_bytes()[:40])
+    for call in (store.check_readable, lambda: load(tmp_path)):
+        with pytest.raises(TrajlabError, match=rf"batch-{key}\.parquet: not a readable parquet file"):
+            call()
+
+
+def test_write_batch_needs_unique_run_ids_and_an_existing_folder(tmp_path):
+    with pytest.raises(ValueError, match="run_id"):
+        SweepStore(tmp_path).write_batch(_runs(["a", "a"]), _trajectories(["a"]))
+    with pytest.raises(TrajlabError, match="does not exist"):
+        SweepStore(tmp_path / "missing").write_batch(_runs(["a"]), _trajectories(["a"]))
+
+
+def test_consolidation_without_folder_locks_uses_a_lock_file_or_leaves_batches_to_readers(tmp_path, monkeypatch):
+    """NFS cannot flock a directory (a lock file stands in); with no locks at all nothing is merged,
+    and the readers still return every run."""
+    import fcntl
+
+    def unsupported(fd, operation):
+        raise OSError(9, "Bad file descriptor")
+
+    store = SweepStore(tmp_path)
+    store.update_manifest({})
+    store.write_batch(_runs(["a"]), _trajectories(["a"]))
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    assert store.consolidate() == 1
+    assert sorted(os.listdir(tmp_path)) == [".consolidate.lock", "manifest.json", "runs.parquet", "trajectories.parquet"]
+
+    monkeypatch.setattr(fcntl, "lockf", unsupported)
+    store.write_batch(_runs(["b"]), _trajectories(["b"]))
+    assert store.consolidate() == 0
+    assert (tmp_path / "runs" / f"batch-{_key(['b'])}.parquet").exists()
+    assert sorted(load(tmp_path).runs["run_id"]) == ["a", "b"]
+    assert set(load(tmp_path).trajectories["run_id"]) == {"a", "b"}

@@ -1,4 +1,4 @@
-"""The command line: ``trajlab list / config / run / show / plot / bench``.
+"""The command line: ``trajlab list / config / run / show / plot / report / reproduce / verify / bench``.
 
 Input errors print one line ``error: ...`` naming the field and what is allowed, and exit with
 code 2 before anything is written.
@@ -88,13 +88,29 @@ def run(
     max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
+    executor_name: str = typer.Option("inprocess", "--executor", help="where batches run: inprocess, dask or slurm"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask: scheduler address (default: a local cluster)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="dask: worker processes of the local cluster"),
+    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="slurm: partition of the batch jobs"),
+    slurm_time: Optional[int] = typer.Option(None, "--slurm-time", help="slurm: minutes per batch job (default 60)"),
+    slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus", help="slurm: GPUs per batch job (default 0)"),
 ) -> None:
-    """Run a preset's sweep into a folder (resumes: finished runs are skipped), then plot it."""
+    """Run a preset's sweep into a folder (resumes: finished runs are skipped), then plot it.
+
+    Batches run in this process (on every local GPU), on a Dask cluster (--executor dask) or as
+    SLURM jobs (--executor slurm); workers write into the folder, which they must all see.
+    """
+    from trajlab.executors import make_executor
     from trajlab.store import SweepStore
 
+    executor = None
     try:
         if max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
+        executor = make_executor(
+            executor_name, scheduler=scheduler, workers=workers,
+            slurm_partition=slurm_partition, slurm_time=slurm_time, slurm_gpus=slurm_gpus,
+        )
         spec, fixed, axes = _resolve(preset, set_, quick, x64)
         configs = spec.configs(fixed, axes, quick)
         folder = out if out is not None else default_out(spec.name, quick)
@@ -106,10 +122,14 @@ def run(
         baselines = spec.baselines(configs) if spec.baselines else []
         console.print(f"{spec.name}: {len(configs)} runs, {len(baselines)} baselines -> {folder}")
         data = run_sweep(
-            configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress
+            configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress,
+            executor=executor,
         )
     except TrajlabError as error:
         _fail(str(error))
+    finally:
+        if executor is not None:
+            executor.shutdown()
     _print_summary(data)
     if figures and spec.figures:
         for path in _write_figures(spec, data, folder):
@@ -184,6 +204,177 @@ def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
         _fail(f"DIR: {str(folder)!r} has no finished runs to plot")
     for path in _write_figures(spec, data, folder):
         console.print(f"wrote {path}")
+
+
+# --- report / reproduce: one self-contained HTML page per sweep -----------------------------------
+
+
+def _preset_of(data):
+    """The preset a sweep folder's manifest records (the last one), or None and a note why not."""
+    from trajlab.experiments import PRESETS
+
+    presets = data.manifest.get("presets") or []
+    if not presets:
+        return None, "This sweep folder records no preset: no figures or claims, only its tables and configs."
+    if presets[-1] not in PRESETS:
+        return None, (
+            f"Preset {presets[-1]!r} is unknown to this version of trajlab: no figures or claims, "
+            "only its tables and configs."
+        )
+    return PRESETS[presets[-1]], None
+
+
+def _figure_images(spec, data) -> dict:
+    """{name: PNG bytes, or why the figure could not be drawn} of a preset's figures."""
+    from trajlab.report import figure_png
+
+    if spec is None or spec.figures is None or len(data.runs) == 0:
+        return {}
+    try:
+        figures = spec.figures(data)
+    except Exception as error:  # a page without figures beats no page
+        return {"figures": f"could not be drawn ({type(error).__name__}: {error})"}
+    images = {}
+    for name, figure in figures.items():
+        try:
+            images[name] = figure_png(figure)
+        except Exception as error:
+            images[name] = f"could not be drawn ({type(error).__name__}: {error})"
+    return images
+
+
+def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
+    """The report page of a loaded sweep and its claims, checked."""
+    from trajlab.experiments.claims_common import check_claims
+    from trajlab.report import final_table, report_page, summary_table
+
+    notes = [f"Sweep folder: {Path(folder).resolve()}", *notes]
+    tables = []
+    if len(data.runs):
+        for title, make in (
+            ("summary by depth", lambda: summary_table(data.runs)),
+            ("final values", lambda: final_table(data.runs, data.baselines)),
+        ):
+            try:
+                tables.append((title, make()))
+            except ValueError as error:
+                notes.append(f"No table of {title}: {error}")
+    checks = check_claims(spec.claims, data) if spec is not None else []
+    text = report_page(
+        spec.name if spec is not None else Path(folder).resolve().name,
+        description=spec.description if spec is not None else "",
+        claims=checks,
+        figures=images,
+        tables=tables,
+        configs=data.manifest.get("configs", {}),
+        runs=data.runs,
+        manifest=data.manifest,
+        notes=notes,
+    )
+    return text, checks
+
+
+def _check_page_path(path: Path, option: str) -> None:
+    if path.is_dir():
+        _fail(f"{option}: {str(path)!r} is a folder; give the path of an .html file")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        _fail(f"{option}: cannot write {str(path)!r} ({parent} is not a directory)")
+
+
+def _write_page(path: Path, text: str, option: str) -> None:
+    from trajlab.store.sweep_dir import atomic_write_bytes
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as error:
+        _fail(f"{option}: cannot write {str(path)!r} ({error.strerror or error})")
+
+
+@app.command("report")
+def report(
+    folder: Path = typer.Argument(..., help="a sweep folder"),
+    output: Optional[Path] = typer.Option(None, "--output", help="the HTML file (default DIR/report.html)"),
+) -> None:
+    """Write one self-contained HTML page of a sweep folder: the preset's published claims with the
+    measured values and verdicts, its figures, the tables of final values, each run's config."""
+    data = _load(folder)
+    path = output if output is not None else Path(folder) / "report.html"
+    _check_page_path(path, "--output")
+    spec, note = _preset_of(data)
+    text, checks = _report_html(spec, data, folder, _figure_images(spec, data), [note] if note else [])
+    _write_page(path, text, "--output")
+    if checks:
+        from trajlab.report import claims_summary
+
+        console.print(f"{spec.name}: {claims_summary(checks)}", highlight=False)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("reproduce")
+def reproduce(
+    presets: Optional[List[str]] = typer.Argument(None, help="presets to run (default: all, see `trajlab list`)"),
+    quick: bool = typer.Option(False, "--quick", help="the shrunken presets: minutes on a 2-core CPU"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/reproduce[-quick])"),
+    set_: List[str] = typer.Option([], "--set", help="key=value applied to every preset; a list [a,b] sweeps"),
+    x64: bool = typer.Option(False, "--x64", help="float64 for every preset"),
+    max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    strict: bool = typer.Option(False, "--strict", help="exit code 1 also when a checked claim does not hold"),
+) -> None:
+    """Run presets into OUT/<preset>/ (resumes: finished runs are skipped), write each one's
+    report.html and final_table.csv, and OUT/index.html linking the reports with their claims'
+    verdicts. (The figures are in the reports; `trajlab plot OUT/<preset>` writes them as PNG and SVG.)
+
+    Exit code 0 when every preset ran (1 when one failed, or with --strict when a claim does not hold).
+    """
+    from trajlab.experiments import PRESETS
+    from trajlab.report import IndexEntry, claims_summary, final_table, index_page, runs_summary
+    from trajlab.store import SweepStore
+
+    plans = []
+    try:
+        if max_batch < 1:
+            raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
+        for name in dict.fromkeys(presets or list(PRESETS)):
+            spec, fixed, axes = _resolve(name, set_, quick, x64)
+            plans.append((spec, spec.configs(fixed, axes, quick)))
+        root = out if out is not None else Path("results") / ("reproduce-quick" if quick else "reproduce")
+        reason = SweepStore.can_write(root)
+        if reason:
+            raise TrajlabError(f"--out: cannot write to folder {str(root)!r} ({reason})")
+    except TrajlabError as error:
+        _fail(str(error))
+    from trajlab.sweep import run_sweep
+
+    entries = []
+    for spec, configs in plans:
+        folder = root / spec.name
+        try:
+            baselines = spec.baselines(configs) if spec.baselines else []
+            console.print(f"{spec.name}: {len(configs)} runs, {len(baselines)} baselines -> {folder}", highlight=False)
+            data = run_sweep(
+                configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress
+            )
+        except TrajlabError as error:
+            err_console.print(f"error: {spec.name}: {error}", highlight=False, markup=False, soft_wrap=True)
+            entries.append(IndexEntry(spec.name, None, spec.description, error=str(error)))
+            continue
+        images = _figure_images(spec, data)
+        if len(data.runs):
+            final_table(data.runs, data.baselines).to_csv(folder / "final_table.csv")
+        text, checks = _report_html(spec, data, folder, images, [])
+        _write_page(folder / "report.html", text, "--out")
+        runs, statuses = runs_summary(data.runs)
+        entries.append(IndexEntry(spec.name, f"{spec.name}/report.html", spec.description, runs, statuses, checks))
+        console.print(f"{spec.name}: {claims_summary(checks)}; wrote {folder / 'report.html'}", highlight=False)
+    _write_page(root / "index.html", index_page(entries), "--out")
+    console.print(f"wrote {root / 'index.html'}", highlight=False)
+    failed = any(entry.error for entry in entries)
+    refuted = any(check.holds is False for entry in entries for check in entry.claims)
+    if failed or (strict and refuted):
+        raise typer.Exit(code=1)
 
 
 @app.command("verify")

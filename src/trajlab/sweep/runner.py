@@ -1,4 +1,9 @@
-"""Run a list of configs into a sweep folder: skip finished runs, batch the rest, store each batch."""
+"""Run a list of configs into a sweep folder: skip finished runs, batch the rest, store each batch.
+
+The process that calls :func:`run_sweep` coordinates: it writes the manifest, hands one task per
+batch to an executor (:mod:`trajlab.executors`: this process by default, a Dask cluster, SLURM
+jobs), consolidates the batch files the workers write, and computes the baselines.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import json
 import platform
 import subprocess
 import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,10 +23,14 @@ import numpy as np
 import pandas as pd
 
 from trajlab.config import RunConfig, run_id, to_flat
+from trajlab.errors import TrajlabError
+from trajlab.executors import BatchTask, Executor, InProcessExecutor
 from trajlab.sweep.grid import group_batches
 from trajlab.sweep.progress import SweepProgress
 from trajlab.store import SweepData, SweepStore, load
 
+# With remote workers, merge their batch files into the root files at most this often (and at the end).
+CONSOLIDATE_EVERY_S = 10.0
 PACKAGES = ("trajlab", "jax", "jaxlib", "optax", "diffrax", "numpy", "scipy", "cvxpy", "scs", "pandas", "pyarrow")
 
 
@@ -63,10 +74,14 @@ def flat_row(config: RunConfig) -> dict[str, Any]:
     return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in to_flat(config).items()}
 
 
-def _run_one_batch(batch: list[RunConfig], extra_metrics, progress: SweepProgress):
+def batch_frames(batch: list[RunConfig], extra_metrics: dict | None = None, progress=None):
+    """Run one batch (equal static structure) and return its (runs, trajectories) tables.
+
+    ``progress``: None or a callable receiving the engine's per-recording-point dict.
+    """
     from trajlab.engine import run_configs
 
-    result = run_configs(batch, extra_metrics, progress=progress.batch_update)
+    result = run_configs(batch, extra_metrics, progress=progress)
     ids = [run_id(c) for c in batch]
     runs = pd.DataFrame([flat_row(c) for c in batch])
     runs["run_id"] = ids
@@ -86,6 +101,68 @@ def _run_one_batch(batch: list[RunConfig], extra_metrics, progress: SweepProgres
     return runs, trajectories
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _run_batches(
+    store: SweepStore,
+    batches: list[list[RunConfig]],
+    extra_metrics: dict | None,
+    executor: Executor,
+    progress: SweepProgress,
+) -> None:
+    """Submit one task per batch (at most ``executor.max_in_flight`` at a time) and collect them.
+
+    Each finished batch is already on disk (its worker wrote it); here it is consolidated into
+    the root files. In-process failures propagate at once. Remote failures (a dead worker, a
+    killed job) are collected until the other batches end, then reported in one TrajlabError;
+    the finished batches are stored, so rerunning resumes.
+    """
+    todo = deque(batches)
+    in_flight: dict = {}
+    failures: list[tuple[list[RunConfig], BaseException]] = []
+    last_consolidation = time.monotonic()
+    try:
+        while todo or in_flight:
+            limit = executor.max_in_flight
+            while todo and (limit is None or len(in_flight) < limit):
+                batch = todo.popleft()
+                # An absolute path: workers elsewhere do not share our working directory.
+                task = BatchTask(str(store.folder.absolute()), tuple(batch), extra_metrics)
+                if executor.live_progress:
+                    progress.start_batch(len(batch))
+                future = executor.submit(task, progress.batch_update if executor.live_progress else None)
+                in_flight[future] = batch
+            if not executor.live_progress:
+                running = sum(len(b) for b in in_flight.values())
+                progress.message(f"{len(in_flight)} batches ({running} runs) on {executor.describe()}")
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in finished:
+                batch = in_flight.pop(future)
+                error = future.exception()
+                if error is not None:
+                    if isinstance(error, TrajlabError) or not executor.remote:
+                        raise error
+                    failures.append((batch, error))
+                    continue
+                if not executor.remote or time.monotonic() - last_consolidation >= CONSOLIDATE_EVERY_S:
+                    store.consolidate(remove_empty_folders=False)
+                    last_consolidation = time.monotonic()
+                progress.end_batch(len(batch))
+    except BaseException:
+        executor.cancel_pending()
+        raise
+    store.consolidate()
+    if failures:
+        runs = sum(len(batch) for batch, _ in failures)
+        raise TrajlabError(
+            f"{len(failures)} of {len(batches)} batches ({runs} runs) failed on {executor.describe()}, first: "
+            f"{_one_line(failures[0][1])}; the finished runs are stored, rerun the same command to resume"
+        ) from failures[0][1]
+
+
 def run_sweep(
     configs: list[RunConfig],
     folder: str | Path,
@@ -95,11 +172,17 @@ def run_sweep(
     extra_metrics: dict | None = None,
     max_batch: int = 512,
     show_progress: bool = True,
+    executor: Executor | None = None,
 ) -> SweepData:
     """Run every config not yet finished in ``folder``; store after each batch; return :func:`load`.
 
     Resuming is by run id (the hash of the whole config): re-running the same command skips the
-    runs already in ``runs.parquet``, and the baselines already in ``baselines.parquet``.
+    runs already stored, and the baselines already in ``baselines.parquet``.
+
+    ``executor``: where the batches run (:mod:`trajlab.executors`); default
+    :class:`~trajlab.executors.InProcessExecutor` (made, and shut down, here). An executor
+    given by the caller is started if needed but left running, so it can serve several sweeps.
+    The batches are the same whatever the executor, so are the results.
     """
     import jax
 
@@ -110,6 +193,8 @@ def run_sweep(
     store.check_readable()
     done = store.completed_run_ids()
     finished_baselines = store.completed_baseline_ids()
+    owned = executor is None
+    executor = InProcessExecutor() if owned else executor
     store.update_manifest(
         {i: to_flat(c) for i, c in ids.items()},
         presets=[preset] if preset else [],
@@ -117,20 +202,25 @@ def run_sweep(
         git_commit=_git_commit(),
         device=str(jax.devices()[0].device_kind),
         platform=jax.default_backend(),
+        executor=executor.describe(),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     pending = [c for i, c in ids.items() if i not in done]
     batches = group_batches(pending, max_batch)
-    with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
-        for batch in batches:
-            progress.start_batch(len(batch))
-            runs, trajectories = _run_one_batch(batch, extra_metrics, progress)
-            store.append_runs(runs, trajectories)
-            progress.end_batch(len(batch))
-        for job in baselines:
-            if job.baseline_id in finished_baselines:
-                continue
-            progress.message(f"baseline {job.columns.get('baseline', '')} {job.baseline_id}")
-            row = {**job.columns, "baseline_id": job.baseline_id, **job.compute()}
-            store.append_baselines(pd.DataFrame([row]))
+    try:
+        with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
+            if batches:
+                executor.start()
+                _run_batches(store, batches, extra_metrics, executor, progress)
+            else:
+                store.consolidate()  # batch files left by an interrupted coordinator
+            for job in baselines:
+                if job.baseline_id in finished_baselines:
+                    continue
+                progress.message(f"baseline {job.columns.get('baseline', '')} {job.baseline_id}")
+                row = {**job.columns, "baseline_id": job.baseline_id, **job.compute()}
+                store.append_baselines(pd.DataFrame([row]))
+    finally:
+        if owned:
+            executor.shutdown()
     return load(folder)

@@ -1,0 +1,66 @@
+"""Executors: where the batches of a sweep run (this process, a Dask cluster, SLURM jobs).
+
+A task is one vmapped batch; the worker that runs it writes its results into the sweep folder
+itself (:func:`execute_batch`). Dask and submitit are optional (``pip install
+'trajlab[distributed]'``): they are imported when a DaskExecutor or SlurmExecutor is made, and a
+missing one is a one-line ConfigError.
+"""
+
+from __future__ import annotations
+
+from trajlab.errors import ConfigError
+from trajlab.executors.base import BatchOutcome, BatchTask, Executor, execute_batch
+from trajlab.executors.dask_executor import DaskExecutor
+from trajlab.executors.in_process import InProcessExecutor
+from trajlab.executors.slurm import SlurmExecutor
+
+EXECUTORS = ("inprocess", "dask", "slurm")
+
+
+def make_executor(
+    name: str = "inprocess",
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    slurm_partition: str | None = None,
+    slurm_time: int | None = None,
+    slurm_gpus: int | None = None,
+) -> Executor:
+    """The executor the command line asks for; options of another backend are a ConfigError.
+
+    Nothing is started here (no cluster, no job): only checked, so that bad options stop a
+    sweep before anything is written.
+    """
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name != "dask":
+        for option, value in (("--scheduler", scheduler), ("--workers", workers)):
+            if value is not None:
+                raise ConfigError(f"{option} applies to --executor dask only")
+    if name != "slurm":
+        for option, value in (("--slurm-partition", slurm_partition), ("--slurm-time", slurm_time),
+                              ("--slurm-gpus", slurm_gpus)):
+            if value is not None:
+                raise ConfigError(f"{option} applies to --executor slurm only")
+    if name == "dask":
+        return DaskExecutor(scheduler=scheduler, n_workers=workers)
+    if name == "slurm":
+        return SlurmExecutor(
+            partition=slurm_partition,
+            time_min=60 if slurm_time is None else slurm_time,
+            gpus=0 if slurm_gpus is None else slurm_gpus,
+        )
+    return InProcessExecutor()
+
+
+__all__ = [
+    "EXECUTORS",
+    "BatchOutcome",
+    "BatchTask",
+    "DaskExecutor",
+    "Executor",
+    "InProcessExecutor",
+    "SlurmExecutor",
+    "execute_batch",
+    "make_executor",
+]
