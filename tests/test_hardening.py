@@ -57,3 +57,45 @@ def test_any_assignment_either_builds_valid_configs_or_raises_config_error(name,
         assert message and "\n" not in message
         return
     assert configs and all(isinstance(c, RunConfig) for c in configs)
+
+
+def test_a_full_disk_mid_sweep_is_one_line_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
+    """ENOSPC on the second batch's write: one-line error, the first batch is kept, rerun finishes."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from trajlab import cli, load
+    from trajlab.store import sweep_dir
+
+    args = [
+        "run", "dmf-completion", "--no-figures", "--no-progress", "--out", str(tmp_path / "out"),
+        "--set", "problem.m=6", "--set", "problem.n=5", "--set", "problem.rank=1",
+        "--set", "problem.observations=20", "--set", "train.max_steps=50", "--set", "train.record_points=5",
+        "--set", "model.depth=[1,2]", "--set", "model.scale=0.1", "--set", "optimizer.lr=0.01",
+    ]
+    real_write = sweep_dir._atomic_write_parquet
+    batches_written = []
+
+    def write_until_full(frame, path, *rest, **options):
+        if "trajectories" in str(path) and "batch" in str(path):
+            if batches_written:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            batches_written.append(path)
+        return real_write(frame, path, *rest, **options)
+
+    monkeypatch.setattr(sweep_dir, "_atomic_write_parquet", write_until_full)
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out") and "No space left" in lines[0]
+    first = load(tmp_path / "out").runs
+    assert len(batches_written) == 1 and 0 < len(first)
+
+    monkeypatch.setattr(sweep_dir, "_atomic_write_parquet", real_write)
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    runs = load(tmp_path / "out").runs
+    assert sorted(runs["model.depth"].unique()) == [1, 2] and runs["run_id"].is_unique
+    kept = runs.set_index("run_id").loc[first["run_id"], "final.train_loss"].to_numpy()
+    assert (kept == first["final.train_loss"].to_numpy()).all()

@@ -104,6 +104,7 @@ def run(
     from trajlab.store import SweepStore
 
     executor = None
+    folder = out
     try:
         if max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
@@ -127,6 +128,11 @@ def run(
         )
     except TrajlabError as error:
         _fail(str(error))
+    except OSError as error:  # full disk, folder made read-only mid-sweep, ...
+        _fail(
+            f"--out: cannot write into {str(folder)!r} ({error.strerror or error}); runs finished before "
+            "are kept: free space or fix permissions, then rerun the same command to resume"
+        )
     finally:
         if executor is not None:
             executor.shutdown()
