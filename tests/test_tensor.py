@@ -37,7 +37,9 @@ from trajlab.models.tensor import (  # noqa: E402
     ht_entries,
     ht_full,
     ht_init,
+    node_children,
     node_modes,
+    tree_level_sizes,
     tree_levels,
 )
 from trajlab.problems.tensor import (  # noqa: E402
@@ -70,10 +72,27 @@ def np_cp_full(factors):
 
 
 def np_ht_full(params):
-    """Explicit einsums per order (2 and 4) and core kind, written out by hand."""
+    """Explicit einsums per order (2, 3, 4 and 5) and core kind, written out by hand.
+
+    Odd orders: the last node of an odd level has a one-child parent, a matrix (r, r').
+    """
     leaves = [np.asarray(x) for x in params.leaves]
     cores = [[np.asarray(c) for c in level] for level in params.cores]
     tucker = cores[0][0].ndim == 3
+    if len(leaves) == 3:
+        # tree {0,1} {2} | root; level 1 = (node of leaves 0 and 1, one-child node of leaf 2)
+        (c01, m2), (root,) = cores
+        if tucker:
+            return np.einsum("ia,jb,abe,kc,cf,efz->ijk", leaves[0], leaves[1], c01, leaves[2], m2, root)
+        return np.einsum("ia,ja,ae,kb,be,ez->ijk", leaves[0], leaves[1], c01, leaves[2], m2, root)
+    if len(leaves) == 5:
+        # level 1: {0,1} {2,3} {4}(one child); level 2: {0..3} {4}(one child); root
+        (c0, c1, p2), (d0, q1), (root,) = cores
+        if tucker:
+            spec = "ia,jb,abe,kc,ld,cdf,efx,mg,gh,hy,xyz->ijklm"
+            return np.einsum(spec, leaves[0], leaves[1], c0, leaves[2], leaves[3], c1, d0, leaves[4], p2, q1, root)
+        spec = "ia,ja,ae,kb,lb,be,eh,mc,cg,gh,hz->ijklm"
+        return np.einsum(spec, leaves[0], leaves[1], c0, leaves[2], leaves[3], c1, d0, leaves[4], p2, q1, root)
     if len(leaves) == 2:
         (root,) = cores[0]
         spec = "ia,jb,abz->ij" if tucker else "ia,ja,az->ij"
@@ -135,14 +154,19 @@ def test_cp_init_std_and_end_to_end_scale():
 
 
 @pytest.mark.parametrize("core", ["tucker", "product"])
-@pytest.mark.parametrize("shape,widths", [((3, 4), (2,)), ((2, 3, 4, 2), (3, 2))])
+@pytest.mark.parametrize(
+    "shape,widths", [((3, 4), (2,)), ((2, 3, 4, 2), (3, 2)), ((3, 4, 2), (3, 2)), ((2, 3, 2, 3, 2), (3, 2, 2))]
+)
 def test_ht_full_matches_explicit_einsum(core, shape, widths):
     params = ht_init(KEY, shape, widths, 1.0, jnp.float64, core=core)
     np.testing.assert_allclose(np.asarray(ht_full(params)), np_ht_full(params), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("core", ["tucker", "product"])
-@pytest.mark.parametrize("shape,widths", [((2, 3, 4, 2), (3, 2)), ((2,) * 8, (2, 3, 2))])
+@pytest.mark.parametrize(
+    "shape,widths",
+    [((2, 3, 4, 2), (3, 2)), ((2,) * 8, (2, 3, 2)), ((3, 4, 2), (3, 2)), ((2, 3, 2, 3, 2), (3, 2, 2)), ((2,) * 7, (2, 3, 2))],
+)
 def test_ht_entries_match_ht_full(core, shape, widths):
     params = ht_init(KEY, shape, widths, 1.0, jnp.float64, core=core)
     idx = all_indices(shape)
@@ -159,9 +183,33 @@ def test_ht_shapes_and_supported_orders():
     assert [[c.shape for c in level] for level in params.cores] == [[(3, 2)] * 2, [(2, 1)]]
     assert tree_levels(8) == 3 and node_modes(8, 1, 2) == (4, 5)
     with pytest.raises(ValueError):
-        ht_init(KEY, (2, 3, 4), (2, 2), 0.1)
+        ht_init(KEY, (2, 3, 4), (2,), 0.1)  # order 3 has ceil(log2 3) = 2 levels
     with pytest.raises(ValueError):
         ht_init(KEY, (2, 3, 4, 5), (2,), 0.1)
+    with pytest.raises(ValueError):
+        tree_levels(1)
+
+
+def test_mode_tree_of_every_order():
+    """Adjacent nodes are paired; an odd level's last node gets a one-child parent."""
+    assert [tree_levels(k) for k in range(2, 10)] == [1, 2, 2, 3, 3, 3, 3, 4]
+    assert tree_level_sizes(3) == (3, 2, 1) and tree_level_sizes(5) == (5, 3, 2, 1) and tree_level_sizes(8) == (8, 4, 2, 1)
+    assert [node_modes(3, 1, n) for n in range(2)] == [(0, 1), (2,)]
+    assert node_modes(3, 2, 0) == (0, 1, 2)
+    assert [node_modes(5, 2, n) for n in range(2)] == [(0, 1, 2, 3), (4,)]
+    assert node_children(5, 1, 2) == (4,) and node_children(5, 2, 0) == (0, 1) and node_children(5, 3, 0) == (0, 1)
+    for order in range(2, 10):
+        sizes = tree_level_sizes(order)
+        for level in range(1, len(sizes)):
+            for node in range(sizes[level]):
+                # a node covers exactly its children's modes, in order
+                covered = sum((node_modes(order, level - 1, c) for c in node_children(order, level, node)), ())
+                assert covered == node_modes(order, level, node)
+        assert node_modes(order, len(sizes) - 1, 0) == tuple(range(order))
+    params = ht_init(KEY, (2, 3, 4), (3, 2), 0.1, jnp.float64)
+    assert [[c.shape for c in level] for level in params.cores] == [[(3, 3, 2), (3, 2)], [(2, 2, 1)]]
+    params = ht_init(KEY, (2, 3, 4, 5, 2), (3, 2, 4), 0.1, jnp.float64, core="product")
+    assert [[c.shape for c in level] for level in params.cores] == [[(3, 2)] * 3, [(2, 4)] * 2, [(4, 1)]]
 
 
 def test_ht_product_kind_is_tucker_with_diagonal_cores():
@@ -197,6 +245,30 @@ def test_random_ht_target_agrees_with_the_model():
              (jnp.asarray(rng.standard_normal((3, 3, 1))),))
     dense = np.asarray(ht_full(HTParams(leaves, cores)))
     np.testing.assert_allclose(w, dense * np.sqrt(dense.size) / np.linalg.norm(dense), rtol=1e-12)
+
+
+@pytest.mark.parametrize("core", ["tucker", "product"])
+def test_random_ht_target_agrees_with_the_model_for_odd_orders(core):
+    # Order 5: same draws in the same order (leaves, then the nodes level by level), one-child
+    # nodes as (r, r') matrices.
+    shape, widths = (2, 3, 2, 3, 2), (2, 3, 2)
+    w = random_ht_target(shape, widths, np.random.default_rng(8), norm=2.0, core=core)
+    params = ht_init(KEY, shape, widths, 1.0, jnp.float64, core=core)
+    rng = np.random.default_rng(8)
+    leaves = tuple(jnp.asarray(rng.standard_normal(x.shape)) for x in params.leaves)
+    cores = tuple(tuple(jnp.asarray(rng.standard_normal(c.shape)) for c in level) for level in params.cores)
+    dense = np.asarray(ht_full(HTParams(leaves, cores)))
+    np.testing.assert_allclose(w, dense * 2.0 / np.linalg.norm(dense), rtol=1e-12)
+    with pytest.raises(ValueError):
+        random_ht_target((3, 3, 3), (2,), np.random.default_rng(0))
+
+
+def test_odd_order_hierarchical_target_has_the_hierarchical_rank():
+    """Order 3, widths (3, 2): rank [W]_{0} = rank [W]_{1} = 3 (leaf width), rank [W]_{2} = 2
+    (the one-child node {2} maps through an (r_0, r_1) matrix, so its rank is min(3, 2))."""
+    w = random_ht_target((5, 5, 5), (3, 2), np.random.default_rng(9), core="product")
+    ranks = [np.linalg.matrix_rank(np.asarray(matricization(w, modes)), tol=1e-9) for modes in ((0,), (1,), (2,), (0, 1))]
+    assert ranks == [3, 3, 2, 2]
 
 
 def test_completion_data_and_loss_equal_the_dense_mask_formula():
@@ -236,6 +308,18 @@ def test_completion_gradients_match_finite_differences():
     ht_t = ht_init(KEY, shape, (2, 3), 0.8, jnp.float64, core="tucker")
     ht_p = ht_init(KEY, shape, (2, 3), 0.8, jnp.float64, core="product")
     cases = [(cp, cp_entries), (ht_t, ht_entries), (ht_p, ht_entries)]
+    # order 3 (a one-child node), on the observed entries of the first three modes
+    data3 = make_tensor_completion(random_cp_target(shape[:3], 2, rng), 20, rng)
+    for core in ("tucker", "product"):
+        params = ht_init(KEY, shape[:3], (2, 3), 0.8, jnp.float64, core=core)
+        flat, unravel = ravel_pytree(params)
+
+        def loss3(x, unravel=unravel):
+            return tensor_completion_loss(ht_entries(unravel(x), data3.indices), data3.values)
+
+        grad = np.asarray(jax.jit(jax.grad(loss3))(flat))
+        fd = np.asarray(jax.jit(central_differences, static_argnums=0)(loss3, flat))
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
     for params, entries in cases:
         flat, unravel = ravel_pytree(params)
 
@@ -304,6 +388,62 @@ def test_ht_local_component_norms_tucker_kind_and_rescaling_invariance():
     scaled = HTParams((scaled_leaf,) + params.leaves[1:], ((scaled_core, params.cores[0][1]), params.cores[1]))
     np.testing.assert_allclose(np.asarray(ht_full(scaled)), np.asarray(ht_full(params)), rtol=1e-12, atol=1e-12)
     assert float(ht_local_component_norms(scaled)[0][0, 0, 1]) == pytest.approx(float(level1[0, 0, 1]), rel=1e-12)
+
+
+def test_ht_local_component_norms_one_child_nodes():
+    """Order 3: the one-child node {2} has norms ||M[a, :]|| * ||leaf_2[:, a]|| (product kind, and
+    the Tucker kind's "left" row with a zero "right" row); the root's children are the two level-1
+    matrices."""
+    product = ht_init(KEY, (2, 3, 4), (3, 2), 1.0, jnp.float64, core="product")
+    leaves = [np.asarray(x) for x in product.leaves]
+    (m01, m2), (root,) = [[np.asarray(c) for c in level] for level in product.cores]
+    level1, level2 = ht_local_component_norms(product)
+    assert level1.shape == (2, 3) and level2.shape == (1, 2)
+    for a in range(3):
+        pair = np.linalg.norm(m01[a]) * np.linalg.norm(leaves[0][:, a]) * np.linalg.norm(leaves[1][:, a])
+        assert float(level1[0, a]) == pytest.approx(pair, rel=1e-12)
+        assert float(level1[1, a]) == pytest.approx(np.linalg.norm(m2[a]) * np.linalg.norm(leaves[2][:, a]), rel=1e-12)
+    for a in range(2):
+        expected = abs(root[a, 0]) * np.linalg.norm(m01[:, a]) * np.linalg.norm(m2[:, a])
+        assert float(level2[0, a]) == pytest.approx(expected, rel=1e-12)
+    # rescaling leaf 2's column a by 4 and row a of its one-child node by 1/4 changes neither W nor the norm
+    scaled = HTParams(
+        product.leaves[:2] + (product.leaves[2].at[:, 1].multiply(4.0),),
+        ((product.cores[0][0], product.cores[0][1].at[1].multiply(0.25)), product.cores[1]),
+    )
+    np.testing.assert_allclose(np.asarray(ht_full(scaled)), np.asarray(ht_full(product)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(ht_local_component_norms(scaled)[0]), np.asarray(level1), rtol=1e-12)
+
+    tucker = ht_init(KEY, (2, 3, 4), (3, 2), 1.0, jnp.float64, core="tucker")
+    leaves = [np.asarray(x) for x in tucker.leaves]
+    (c01, m2), (root,) = [[np.asarray(c) for c in level] for level in tucker.cores]
+    level1, level2 = ht_local_component_norms(tucker)
+    assert level1.shape == (2, 2, 3) and level2.shape == (1, 2, 2)
+    for a in range(3):
+        assert float(level1[0, 0, a]) == pytest.approx(np.linalg.norm(c01[a]) * np.linalg.norm(leaves[0][:, a]))
+        assert float(level1[1, 0, a]) == pytest.approx(np.linalg.norm(m2[a]) * np.linalg.norm(leaves[2][:, a]))
+        assert float(level1[1, 1, a]) == 0.0
+    for a in range(2):
+        assert float(level2[0, 1, a]) == pytest.approx(np.linalg.norm(root[:, a]) * np.linalg.norm(m2[:, a]))
+
+
+def test_matricization_effective_ranks_odd_orders():
+    rng = np.random.default_rng(11)
+    for shape in ((3, 4, 5), (2, 3, 2, 3, 2)):
+        w = rng.standard_normal(shape)
+        levels = jax.jit(matricization_effective_ranks)(jnp.asarray(w))
+        order = len(shape)
+        sizes = tree_level_sizes(order)
+        assert [x.shape for x in levels] == [(n,) for n in sizes[:-1]]
+        for level, values in enumerate(levels):
+            for node in range(sizes[level]):
+                modes = node_modes(order, level, node)
+                rest = [k for k in range(order) if k not in modes]
+                matrix = np.transpose(w, list(modes) + rest).reshape(int(np.prod([shape[k] for k in modes])), -1)
+                assert float(values[node]) == pytest.approx(np_effective_rank(matrix), rel=1e-10)
+    # order 3: the one-child node {2} (level 1) repeats leaf 2 (level 0)
+    leaves, level1 = matricization_effective_ranks(jnp.asarray(rng.standard_normal((3, 4, 5))))
+    assert float(level1[1]) == pytest.approx(float(leaves[2]), rel=1e-12)
 
 
 def np_effective_rank(matrix):

@@ -24,7 +24,7 @@ from typing import Any, get_type_hints
 
 from trajlab.errors import ConfigError
 
-MATRIX_PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened")
+MATRIX_PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened", "matricized_tensor_completion")
 TENSOR_PROBLEM_KINDS = ("tensor_completion", "tensor_sensing")
 NETWORK_PROBLEM_KINDS = ("classification", "teacher_student")
 PROBLEM_KINDS = MATRIX_PROBLEM_KINDS + TENSOR_PROBLEM_KINDS + NETWORK_PROBLEM_KINDS
@@ -159,6 +159,9 @@ class ProblemConfig:
       hierarchical rank ``rank`` at every node of the mode tree (``target=hierarchical``), rescaled
       to ||W*||_F^2 = dim^order (mean squared entry 1); ``observations`` entries observed (stored as
       index arrays) or Gaussian measurements (see :mod:`trajlab.problems.tensor`). m and n are unused.
+    - ``matricized_tensor_completion`` (model.kind deep_linear): the ``tensor_completion`` problem
+      of the same fields (same W*, same observed entries) as completion of the m x n matrix
+      W*.reshape(m, n), (m, n) = (dim^a, dim^(order - a)); the test error is the matrix one.
     - ``classification`` (small nonlinear networks): ``dataset`` ``digits`` (scikit-learn's bundled
       8 x 8 digits, 64 features, 10 classes; ``observations`` training images and ``test_samples``
       held-out ones) or ``separable_2d`` (Soudry et al. 2018's separable set in R^2, one output,
@@ -229,11 +232,17 @@ class ProblemConfig:
             else:
                 _require(self.dataset == "synthetic", "problem.dataset", "synthetic for problem.kind=teacher_student", self.dataset)
             return
-        if self.kind in TENSOR_PROBLEM_KINDS:
+        if self.kind in TENSOR_PROBLEM_KINDS or self.kind == "matricized_tensor_completion":
             size = self.dim**self.order
             _require(size <= 10**7, "problem.dim", f"such that dim^order <= 1e7 (got {size} entries)", self.dim)
             _require(self.rank >= 1, "problem.rank", "an integer >= 1", self.rank)
-            limit = size if self.kind == "tensor_completion" else 10**6
+            if self.kind == "matricized_tensor_completion":  # the tensor as a dim^a x dim^(order - a) matrix
+                shapes = [(self.dim**a, self.dim ** (self.order - a)) for a in range(1, self.order)]
+                _require((self.m, self.n) in shapes, "problem.m/n", f"one of {shapes} for {self.kind}", (self.m, self.n))
+            _require(
+                self.loss_convention in LOSS_CONVENTIONS, "problem.loss_convention", f"one of {LOSS_CONVENTIONS}", self.loss_convention
+            )
+            limit = 10**6 if self.kind == "tensor_sensing" else size
             _require(
                 1 <= self.observations <= limit,
                 "problem.observations",

@@ -5,6 +5,7 @@ from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
 from trajlab.experiments.linear_dynamics import ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS
 from trajlab.experiments.not_norms import NOT_NORMS
 from trajlab.experiments.preset import Preset
+from trajlab.experiments.tensor import HTF_INCREMENTAL, TC_INCREMENTAL
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -16,6 +17,8 @@ PRESETS: dict[str, Preset] = {
         BALANCED_CONVERGENCE,
         SAXE_DYNAMICS,
         NOT_NORMS,
+        TC_INCREMENTAL,
+        HTF_INCREMENTAL,
     )
 }
 

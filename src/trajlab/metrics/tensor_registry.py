@@ -6,9 +6,15 @@ Same contract as :mod:`trajlab.metrics.registry`: ``metric(state) -> scalar, 1-D
 Columns: ``reconstruction_error`` = ||W - W*||_F / ||W*||_F (not squared, as plotted by Razin et
 al. 2021/2022); ``component_norms`` -> ``comp_0..comp_{k-1}``, the top-k CP component norms;
 ``local_component_norms`` -> ``local_l{l}_n{n}_{i}``, the top-k local component norms at node n of
-level l (levels 1..L, leaves are level 0); ``matricization_effective_ranks`` ->
-``erank_l{l}_n{n}``, the effective rank of the matricization along node n of level l (levels
-0..L-1).
+level l (levels 1..L, leaves are level 0; for Tucker nodes the top-k over both edges);
+``matricization_effective_ranks`` -> ``erank_l{l}_n{n}``, the effective rank of the matricization
+along node n of level l (levels 0..L-1). The mode tree is that of :mod:`trajlab.models.tensor` (any
+order; for odd orders level l's last node may have one child, see
+:func:`trajlab.metrics.tensor.ht_local_component_norms`).
+
+``cp_rank_estimate`` is not in this table: it is a final metric of the family
+(:mod:`trajlab.engine.tensor_family`), computed once per run on the final parameters and stored as
+``final.cp_rank_estimate`` only.
 """
 
 from __future__ import annotations

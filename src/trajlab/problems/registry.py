@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from trajlab.config import ProblemConfig
 from trajlab.problems.matrix import make_matrix_problem, reconstruction_error, train_loss
-from trajlab.problems.tensor import make_tensor_problem
+from trajlab.problems.tensor import make_matricized_tensor_completion, make_tensor_problem
 from trajlab.problems.regression import lp_loss, make_regression, make_whitened, whitened_loss
 
 
@@ -20,6 +20,8 @@ def make_data(config: ProblemConfig):
         return make_regression(config)
     if config.kind in ("tensor_completion", "tensor_sensing"):
         return make_tensor_problem(config)
+    if config.kind == "matricized_tensor_completion":
+        return make_matricized_tensor_completion(config)
     if config.kind in ("classification", "teacher_student"):
         return make_network_problem(config)
     return make_whitened(config)
@@ -50,7 +52,7 @@ def loss_function(config: ProblemConfig) -> Callable:
     """``loss(W, data)``: the train loss of the end-to-end matrix (conventions per kind:
     mean squared error for completion / sensing, l_p loss per sample for regression, 1/2 the
     squared Frobenius distance for whitened regression)."""
-    if config.kind in ("completion", "sensing"):
+    if config.kind in ("completion", "sensing", "matricized_tensor_completion"):
         if config.loss_convention == "half_sum":
             observations = config.observations
             return lambda w, data: 0.5 * observations * train_loss(w, data)

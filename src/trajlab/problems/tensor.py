@@ -4,7 +4,8 @@ Data are drawn with numpy (float64) from a ``numpy.random.Generator`` so a probl
 whatever the JAX backend or precision; losses are pure JAX functions.
 
 - Ground truths: :func:`random_cp_target` (CP rank <= ``rank``) and :func:`random_ht_target`
-  (hierarchical rank <= ``widths``), each rescaled to Frobenius norm ``norm`` (default
+  (hierarchical rank <= ``widths`` over the mode tree of :mod:`trajlab.models.tensor`, any order
+  K >= 2), each rescaled to Frobenius norm ``norm`` (default
   sqrt(prod d), i.e. mean squared entry 1, the convention of :mod:`trajlab.problems.matrix`).
 - Completion: M entries drawn uniformly without replacement from the prod(d) entries; the dense
   target is stored too (for the test error), which is fine for small tensors (10^4 entries, e.g.
@@ -57,13 +58,26 @@ def random_cp_target(shape, rank: int, rng: np.random.Generator, norm: float | N
     return _rescale(w, norm)
 
 
-def _numpy_ht_full(leaves, cores):
-    """Dense tensor of a hierarchical factorization (numpy; same layout as trajlab.models.tensor)."""
+def _tree_level_sizes(order: int) -> list[int]:
+    """Nodes per level of the mode tree of :mod:`trajlab.models.tensor`: K, ceil(K / 2), ..., 1."""
+    sizes = [order]
+    while sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def ht_full_numpy(leaves, cores):
+    """Dense tensor of a hierarchical factorization (numpy; same layout as trajlab.models.tensor):
+    children (2n, 2n + 1) of the level below, or (2n,) alone for an odd level's last node."""
     nodes = list(leaves)
     for level_cores in cores:
         merged = []
         for n, c in enumerate(level_cores):
-            left, right = nodes[2 * n], nodes[2 * n + 1]
+            children = nodes[2 * n : 2 * n + 2]
+            if len(children) == 1:
+                merged.append(children[0] @ c)
+                continue
+            left, right = children
             dl, dr = left.shape[:-1], right.shape[:-1]
             lm, rm = left.reshape(-1, left.shape[-1]), right.reshape(-1, right.shape[-1])
             if c.ndim == 3:
@@ -80,21 +94,29 @@ def random_ht_target(
 ) -> np.ndarray:
     """Hierarchical factorization with i.i.d. N(0, 1) leaves and cores, rescaled to ||W*||_F = norm.
 
-    Same tree, ``widths`` and ``core`` kinds as :func:`trajlab.models.tensor.ht_init` (order a power
-    of 2); every matricization along a tree node's modes has rank <= that node's width.
+    Same tree (any order K >= 2, ceil(log2 K) levels), ``widths``, ``core`` kinds and order of the
+    draws (leaves, then the nodes level by level) as :func:`trajlab.models.tensor.ht_init`; every
+    matricization along a tree node's modes has rank <= that node's width.
     """
     order = len(shape)
-    levels = int(round(math.log2(order))) if order >= 2 else 0
-    if order < 2 or 2**levels != order or len(widths) != levels:
-        raise ValueError(f"random_ht_target: need order 2^L and L widths, got shape {shape}, widths {widths}")
+    sizes = _tree_level_sizes(order) if order >= 2 else []
+    levels = len(sizes) - 1
+    if order < 2 or len(widths) != levels:
+        raise ValueError(
+            f"random_ht_target: need order >= 2 and ceil(log2(order)) = {max(levels, 0)} widths, "
+            f"got shape {shape}, widths {widths}"
+        )
     out = list(widths) + [1]
     leaves = [rng.standard_normal((d, widths[0])) for d in shape]
     cores = []
     for level in range(1, levels + 1):
         r_in, r_out = out[level - 1], out[level]
-        core_shape = (r_in, r_in, r_out) if core == "tucker" else (r_in, r_out)
-        cores.append([rng.standard_normal(core_shape) for _ in range(order // 2**level)])
-    return _rescale(_numpy_ht_full(leaves, cores), norm)
+        level_cores = []
+        for node in range(sizes[level]):
+            two = 2 * node + 1 < sizes[level - 1]
+            level_cores.append(rng.standard_normal((r_in, r_in, r_out) if core == "tucker" and two else (r_in, r_out)))
+        cores.append(level_cores)
+    return _rescale(ht_full_numpy(leaves, cores), norm)
 
 
 def make_tensor_completion(target: np.ndarray, observations: int, rng: np.random.Generator) -> TensorCompletionData:
@@ -139,15 +161,36 @@ def make_tensor_problem(config):
     node), rescaled to ||W*||_F^2 = dim^order; one numpy Generator seeded with ``config.seed`` draws
     the target, then the observations.
     """
-    from trajlab.models.tensor import tree_levels
-
     rng = np.random.default_rng(config.seed)
     shape = (config.dim,) * config.order
     if config.target == "cp":
         target = random_cp_target(shape, config.rank, rng)
     else:
-        widths = (config.rank,) * tree_levels(config.order)
+        widths = (config.rank,) * (len(_tree_level_sizes(config.order)) - 1)
         target = random_ht_target(shape, widths, rng, core="product")
     if config.kind == "tensor_completion":
         return make_tensor_completion(target, config.observations, rng)
     return make_tensor_sensing(target, config.observations, rng)
+
+
+def make_matricized_tensor_completion(config):
+    """The ``tensor_completion`` problem of ``config`` (same W*, same observed entries for the same
+    ``seed``, ``order``, ``dim``, ``rank``, ``target`` and ``observations``) as completion of the
+    matrix [W*]_{(1..a)} of shape (m, n) = (dim^a, dim^(order - a)): rows indexed by the first a
+    modes, columns by the others, both in row-major order, so W*.reshape(m, n).
+
+    Returns :class:`trajlab.problems.matrix.MatrixData` (completion: ``rows``, ``cols``, ``values``,
+    ``target`` (m, n)), the data of the deep linear family: depth-N matrix factorization of the
+    matricized tensor on the same observations as the tensor factorizations.
+    """
+    import dataclasses
+
+    from trajlab.problems.matrix import MatrixData
+
+    tensor_config = dataclasses.replace(config, kind="tensor_completion")
+    data = make_tensor_problem(tensor_config)
+    shape = data.target.shape
+    flat = np.ravel_multi_index(tuple(data.indices.T.astype(np.int64)), shape)
+    rows, cols = np.divmod(flat, config.n)
+    target = data.target.reshape(config.m, config.n)
+    return MatrixData(target, rows.astype(np.int32), cols.astype(np.int32), None, data.values)

@@ -1,0 +1,425 @@
+"""Presets of the tensor factorization papers of Razin, Maman & Cohen.
+
+``tc-incremental`` -- "Implicit Regularization in Tensor Factorization" (ICML 2021).
+Tensor completion of an order-4, 10 x 10 x 10 x 10, CP-rank-5 target (||W*||_F^2 = 10^4) from
+2000 observed entries by a CP factorization with R = 1000 components, per-factor init std in
+{5e-2, 1e-2, 5e-3}, normalized GD (``optimizer.name=normalized_gd``, the "GroupRMSprop" of the 2022 authors' code)
+with lr 1e-2, stop at mean squared error 1e-6. Recorded: train loss, reconstruction error
+||W - W*||_F / ||W*||_F, the 10 largest component norms at every recording step, and at the end
+the estimated CP rank of W (ALS, relative tolerance 1e-2; :mod:`trajlab.engine.tensor_family`).
+Paper: the component norms rise one at a time, more so the smaller the init, and the solution has
+low tensor rank. The full preset is GPU work: a step of the 3-run batch costs 0.28-0.34 s on a 2-core
+CPU, and the smaller inits need ~10^5 or more steps (below); ``--quick`` is the CPU version.
+
+``htf-incremental`` -- "Implicit Regularization in Hierarchical Tensor Factorization and Deep
+Convolutional Neural Networks" (ICML 2022; settings of the authors' code, asafmaman101/imp_reg_htf:
+order 3, mode dimension 16, hierarchical rank (5, 5), 2048 observed entries, local widths 512, init
+std 1e-2, lr 1e-2). A hierarchical factorization ("product" nodes; order 3: tree {0,1}, {2} with a
+one-child node) against, on the same data (same ``problem.*`` fields, so the same W* and observed
+entries), a CP factorization with 512 components and the same init std, and a depth-3 matrix
+factorization (``gaussian_e2e`` scale 1e-3, the deep matrix factorization convention) of the
+256 x 16 matricization [W*]_{(0,1)} (``problem.kind=matricized_tensor_completion``; ``problem.m``
+/ ``problem.n`` name that matricization and are unused by the tensor runs). Recorded: local
+component norms at every internal node, the effective ranks of the matricizations along the mode
+tree, and the reconstruction error of each model. GPU work too (local width 512).
+
+Measured (2-core CPU shared with other jobs, float32, seed 0):
+
+- ``trajlab run tc-incremental --quick`` (order 4, dimension 8, CP rank 3, 800 observations,
+  R = 50, init std {0.3, 0.1, 0.05}, 4000 steps; the quick stds are larger than the paper's
+  because the quick run is short): 20 s wall. std 0.05 fits (done at step 3118) with estimated
+  rank 3 and reconstruction error 0.0019, its top-3 norms reaching half their final value at steps
+  309 / 1874 / 2696; std 0.1: rank 3, error 0.0055 (334 / 1410 / 2073); std 0.3: rank > 10,
+  error 0.092, half-times 524 / 448 / 1533 (not in order). All three claims hold.
+- reduced full run, ``trajlab run tc-incremental --set model.width=100 --set
+  train.max_steps=30000`` (R = 100 instead of 1000): 152 s wall. std 5e-2 recovers W* (error
+  0.0025, estimated rank 5; half-times 288 / 1469 / 2743 / 3465 / 4809); by step 30000 std 1e-2
+  had learned 3 components (error 0.49, estimated rank 3) and std 5e-3 one (error 0.75), so the
+  claims about the smaller inits are "not measured" there: they need one to two orders of magnitude
+  more steps (the full preset allows 10^6). Normalized GD with eps 1e-6 instead of the engine's 1e-4
+  (see below) did not change this much (std 1e-2: 4 components, error 0.18).
+- ``trajlab run htf-incremental --quick`` (dimension 8, hierarchical rank 3, 256 of 512 entries
+  observed, local width and CP components 32, init std 0.1, 6000 steps): 22 s wall.
+  Reconstruction errors 0.0148 (hierarchical), 0.0218 (CP), 0.165 (depth-3 matrix factorization
+  of the 64 x 8 matricization); the root's top-3 local components reach half their final value at
+  steps 147 / 936 / 1803; largest matricization effective rank 2.74. All four claims hold.
+- reduced full run, ``trajlab run htf-incremental --set model.width=64 --set
+  train.max_steps=20000`` (local width, CP components and the matrix factorization's hidden width
+  64): 106 s wall. CP 0.0014, matrix factorization 0.026, but the hierarchical factorization did
+  not move (train loss 1.02): from std 1e-2 its gradient norm at init is 5.9e-9 (1.3e-7 at width
+  512), far below the eps = 1e-4 of ``normalized_gd`` (trajlab.dynamics.optimizers), which then
+  acts as plain GD with step lr / eps. The authors' GroupRMSprop uses eps = 1e-6; with it (same
+  run, eps patched) the hierarchical factorization reaches train loss 0.03 / error 0.21 by step
+  20000. Until ``normalized_gd``'s eps is configurable, the full ``htf-incremental`` is not
+  expected to reproduce the paper's hierarchical run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig
+from trajlab.experiments.claims_common import by_run, crossing, fmt, not_measured
+from trajlab.experiments.preset import Claim, Preset
+
+TC_METRICS = ("train_loss", "reconstruction_error", "component_norms", "cp_rank_estimate")
+HT_METRICS = ("train_loss", "reconstruction_error", "local_component_norms", "matricization_effective_ranks")
+CP_METRICS = ("train_loss", "reconstruction_error", "component_norms")
+MATRIX_METRICS = ("train_loss", "test_error", "effective_rank", "singular_values")
+
+#: A run "fits" the observations when its final train loss (mean squared error; entries of W* have
+#: mean square 1) is at most this: the claims are about solutions, not about unfinished runs.
+_FIT = 1e-3
+#: Incremental: the last of the top-r norms reaches half its final value at least this many times
+#: later than the first.
+_SPREAD = 1.25
+#: Recovery: reconstruction error below this counts as recovering W*.
+_RECOVERED = 0.05
+
+
+def _fitted(runs: pd.DataFrame) -> pd.DataFrame:
+    if "final.train_loss" not in runs.columns:
+        return runs.iloc[0:0]
+    loss = pd.to_numeric(runs["final.train_loss"], errors="coerce")
+    return runs[loss <= _FIT]
+
+
+def _half_times(trajectory: pd.DataFrame, columns: list[str]) -> list[float]:
+    """Step at which each column first reaches half its final value (interpolated)."""
+    steps = trajectory["step"].to_numpy(dtype=float)
+    out = []
+    for column in columns:
+        values = trajectory[column].to_numpy(dtype=float)
+        out.append(crossing(steps, values, float(values[-1]) / 2))
+    return out
+
+
+def _incremental(halves: list[float]) -> tuple[bool, float]:
+    """(ordered with 1% slack, spread last / first)."""
+    ordered = all(b >= 0.99 * a for a, b in zip(halves, halves[1:]))
+    spread = halves[-1] / halves[0] if halves and halves[0] > 0 else math.inf
+    return ordered, spread
+
+
+# --- tc-incremental claims ----------------------------------------------------------------------
+
+
+def _cp_runs(data) -> pd.DataFrame:
+    runs = data.runs
+    return runs[runs["model.kind"] == "cp"] if "model.kind" in runs.columns else runs
+
+
+def _smallest_scale_fitted(runs: pd.DataFrame):
+    """(fitted runs at the smallest init scale of ``runs``, or None and the reason they are missing)."""
+    if len(runs) == 0:
+        return None, "no CP run"
+    smallest = runs["model.scale"].min()
+    at_smallest = runs[runs["model.scale"] == smallest]
+    fitted = _fitted(at_smallest)
+    if len(fitted) == 0:
+        losses = ", ".join(fmt(float(v)) for v in pd.to_numeric(at_smallest.get("final.train_loss"), errors="coerce"))
+        return None, (f"the runs at the smallest init std {fmt(smallest)} did not fit the observations within "
+                      f"train.max_steps (final train loss {losses} > {_FIT:g})")
+    return fitted, ""
+
+
+def components_learned_incrementally(data):
+    """For the CP runs that fit the observations: at the smallest init scale, the top r = problem.rank
+    component norms reach half their final value in order (1% slack) and the last at least 1.25x
+    later than the first; when a larger init scale also fit, more spread out than at the largest
+    such scale. Not measured when the runs at the smallest init did not fit."""
+    cp_runs = _cp_runs(data)
+    smallest_runs, reason = _smallest_scale_fitted(cp_runs)
+    if smallest_runs is None:
+        return not_measured(reason)
+    runs = _fitted(cp_runs)
+    trajectories = by_run(data.trajectories)
+    spreads: dict[float, list[float]] = {}
+    parts, holds = [], True
+    smallest, largest = float(smallest_runs["model.scale"].iloc[0]), float(runs["model.scale"].max())
+    for _, run in runs.sort_values(["model.scale", "run_id"], ascending=[False, True]).iterrows():
+        rank = int(run["problem.rank"])
+        columns = [f"comp_{i}" for i in range(rank)]
+        trajectory = trajectories.get(run["run_id"])
+        if trajectory is None or any(c not in trajectory.columns for c in columns):
+            continue
+        halves = _half_times(trajectory, columns)
+        ordered, spread = _incremental(halves)
+        spreads.setdefault(float(run["model.scale"]), []).append(spread)
+        parts.append(f"std {fmt(run['model.scale'])}: half-times " + " / ".join(fmt(h) for h in halves)
+                     + f" (spread {fmt(spread)}x{'' if ordered else ', not in order'})")
+        if float(run["model.scale"]) == smallest:
+            holds &= bool(ordered and spread >= _SPREAD)
+    if smallest not in spreads:
+        return not_measured("the fitted CP runs do not record their top problem.rank component norms (train.top_k)")
+    if largest != smallest and largest in spreads:
+        holds &= bool(np.median(spreads[smallest]) > np.median(spreads[largest]))
+    return "; ".join(parts), holds
+
+
+def smaller_init_lower_rank(data):
+    """Among the CP runs that fit the observations: the median estimated CP rank at the smallest
+    init scale is at most that at the largest, and the median reconstruction error is lower."""
+    runs = _fitted(_cp_runs(data))
+    if "final.cp_rank_estimate" not in runs.columns or runs["model.scale"].nunique() < 2:
+        return not_measured("needs fitted CP runs at two init scales or more, with cp_rank_estimate")
+    parts = []
+    medians = {}
+    for scale, block in runs.groupby("model.scale"):
+        rank = float(pd.to_numeric(block["final.cp_rank_estimate"]).median())
+        error = float(pd.to_numeric(block["final.reconstruction_error"]).median())
+        medians[scale] = (rank, error)
+        parts.append(f"std {fmt(scale)}: estimated rank {fmt(rank)}, reconstruction error {fmt(error)}")
+    small, large = min(medians), max(medians)
+    holds = medians[small][0] <= medians[large][0] and medians[small][1] < medians[large][1]
+    return "; ".join(reversed(parts)) + " (estimated rank r + 1 = above the largest rank tried)", bool(holds)
+
+
+def smallest_init_recovers_low_rank(data):
+    """Every CP run at the smallest init scale that fits the observations has estimated CP rank
+    equal to the target's (problem.rank) and reconstruction error below 0.05 (not measured when none
+    of them fit within train.max_steps)."""
+    runs = _cp_runs(data)
+    if "final.cp_rank_estimate" not in runs.columns or len(runs) == 0:
+        return not_measured("no CP run with cp_rank_estimate")
+    small, reason = _smallest_scale_fitted(runs)
+    if small is None:
+        return not_measured(reason)
+    parts, holds = [], True
+    for _, run in small.iterrows():
+        rank, error = float(run["final.cp_rank_estimate"]), float(run["final.reconstruction_error"])
+        loss = float(run["final.train_loss"])
+        parts.append(f"std {fmt(run['model.scale'])} seed {run['seed']}: train loss {fmt(loss)}, estimated rank "
+                     f"{fmt(rank)} (target {int(run['problem.rank'])}), reconstruction error {fmt(error)}")
+        holds &= bool(rank == int(run["problem.rank"]) and error < _RECOVERED)
+    return "; ".join(parts), holds
+
+
+def tc_figures(data) -> dict:
+    from trajlab.plots.tensor import component_norms_figure, final_values_table, reconstruction_figure, table_figure
+
+    return {
+        "component_norms": component_norms_figure(data.runs, data.trajectories),
+        "reconstruction": reconstruction_figure(data.runs, data.trajectories),
+        "final_values": table_figure(final_values_table(data.runs), "tc-incremental: final values"),
+    }
+
+
+TC_INCREMENTAL = Preset(
+    name="tc-incremental",
+    description="CP tensor completion: components learned one by one, low tensor rank (Razin et al. 2021)",
+    base=RunConfig(
+        problem=ProblemConfig(kind="tensor_completion", order=4, dim=10, rank=5, observations=2000, target="cp"),
+        model=ModelConfig(kind="cp", width=1000, init="gaussian", scale=1e-2),
+        optimizer=OptimizerConfig(name="normalized_gd", lr=1e-2),
+        train=TrainConfig(max_steps=1_000_000, tol=1e-6, record_points=200, top_k=10),
+        metrics=TC_METRICS,
+    ),
+    axes={"model.scale": [5e-2, 1e-2, 5e-3]},
+    quick={
+        "problem.dim": 8,
+        "problem.rank": 3,
+        "problem.observations": 800,
+        "model.width": 50,
+        "model.scale": [0.3, 0.1, 0.05],
+        "train.max_steps": 4000,
+        "train.record": "linear",
+        "train.record_every": 50,
+        "train.top_k": 8,
+    },
+    figures=tc_figures,
+    claims=(
+        Claim(
+            "CP components are learned one after another from small init: at the smallest init the top problem.rank "
+            "component norms reach half their final value in order, spread out in time, and more so than at the "
+            "largest init (paper, Fig. 2)",
+            components_learned_incrementally,
+        ),
+        Claim(
+            "the smaller the init, the lower the tensor rank of the solution: estimated CP rank at the smallest init "
+            "at most that at the largest, and lower reconstruction error (fitted runs)",
+            smaller_init_lower_rank,
+        ),
+        Claim(
+            "from the smallest init, GD fits the observations with a tensor of the target's CP rank and recovers W* "
+            "(reconstruction error < 0.05)",
+            smallest_init_recovers_low_rank,
+        ),
+    ),
+)
+
+
+# --- htf-incremental claims ---------------------------------------------------------------------
+
+
+def _root_level(order: int) -> int:
+    levels, size = 0, order
+    while size > 1:
+        size, levels = (size + 1) // 2, levels + 1
+    return levels
+
+
+def local_components_learned_incrementally(data):
+    """For every hierarchical run that fits the observations: at the root of the mode tree, the top
+    r = problem.rank local component norms reach half their final value in order (1% slack), the
+    last at least 1.25x later than the first."""
+    runs = data.runs[data.runs["model.kind"] == "hierarchical"] if "model.kind" in data.runs.columns else data.runs
+    runs = _fitted(runs)
+    if len(runs) == 0:
+        return not_measured(f"no hierarchical run fit the observations (final train loss <= {_FIT:g})")
+    trajectories = by_run(data.trajectories)
+    parts, holds, checked = [], True, 0
+    for _, run in runs.sort_values(["model.scale", "run_id"], ascending=[False, True]).iterrows():
+        level = _root_level(int(run["problem.order"]))
+        columns = [f"local_l{level}_n0_{i}" for i in range(int(run["problem.rank"]))]
+        trajectory = trajectories.get(run["run_id"])
+        if trajectory is None or any(c not in trajectory.columns for c in columns):
+            continue
+        halves = _half_times(trajectory, columns)
+        ordered, spread = _incremental(halves)
+        checked += 1
+        holds &= bool(ordered and spread >= _SPREAD)
+        parts.append(f"std {fmt(run['model.scale'])}: root half-times " + " / ".join(fmt(h) for h in halves)
+                     + f" (spread {fmt(spread)}x{'' if ordered else ', not in order'})")
+    if checked == 0:
+        return not_measured("no fitted hierarchical run records its top problem.rank local component norms (train.top_k)")
+    return "; ".join(parts), holds
+
+
+def low_hierarchical_rank(data):
+    """Every hierarchical run that fits the observations has a solution of low hierarchical rank:
+    the effective rank of every matricization along the mode tree is at most problem.rank."""
+    runs = data.runs[data.runs["model.kind"] == "hierarchical"] if "model.kind" in data.runs.columns else data.runs
+    runs = _fitted(runs)
+    columns = [c for c in runs.columns if c.startswith("final.erank_l")]
+    if len(runs) == 0 or not columns:
+        return not_measured("no fitted hierarchical run records matricization_effective_ranks")
+    parts, holds = [], True
+    for _, run in runs.iterrows():
+        values = pd.to_numeric(run[columns], errors="coerce").astype(float)
+        top = float(values.max())
+        holds &= bool(top <= int(run["problem.rank"]))
+        parts.append(f"std {fmt(run['model.scale'])}: largest matricization effective rank {fmt(top)} "
+                     f"(target hierarchical rank {int(run['problem.rank'])})")
+    return "; ".join(parts), holds
+
+
+def _comparison(data, kind: str):
+    from trajlab.plots.tensor import reconstruction_error_of
+
+    runs = data.runs
+    if "model.kind" not in runs.columns:
+        return not_measured("no model.kind column")
+    errors = reconstruction_error_of(runs)
+    keys = [c for c in ("problem.order", "problem.dim", "problem.rank", "problem.observations", "problem.seed",
+                        "problem.target") if c in runs.columns]
+    parts, holds, compared, unfit = [], True, 0, []
+    for key, block in runs.groupby(keys, sort=True):
+        fitted = _fitted(block)
+        tensor = fitted[fitted["model.kind"] == kind]
+        matrix = fitted[fitted["model.kind"] == "deep_linear"]
+        unfit += sorted(set(block["model.kind"]) - set(fitted["model.kind"]))
+        if len(tensor) == 0 or len(matrix) == 0:
+            continue
+        compared += 1
+        worst_tensor, best_matrix = float(errors[tensor.index].max()), float(errors[matrix.index].min())
+        holds &= bool(worst_tensor < best_matrix)
+        where = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
+        depths = "/".join(str(int(d)) for d in sorted(matrix["model.depth"].unique()))
+        parts.append(f"{where}: {kind} (worst run) {fmt(worst_tensor)} vs matrix depth {depths} (best run) "
+                     f"{fmt(best_matrix)}")
+    if compared == 0:
+        reason = f"needs fitted {kind} and matrix factorization runs on the same problem"
+        if unfit:
+            reason += f" (did not fit the observations within train.max_steps: {', '.join(sorted(set(unfit)))})"
+        return not_measured(reason)
+    return "; ".join(parts), holds
+
+
+def hierarchical_beats_matrix(data):
+    """On the same problem (W* and observed entries), every hierarchical run that fits the
+    observations reaches a lower reconstruction error ||W - W*||_F / ||W*||_F than the best fitted
+    matrix factorization run of the matricized tensor."""
+    return _comparison(data, "hierarchical")
+
+
+def cp_beats_matrix(data):
+    """As :func:`hierarchical_beats_matrix`, for the CP factorization runs."""
+    return _comparison(data, "cp")
+
+
+def htf_figures(data) -> dict:
+    from trajlab.plots.tensor import final_values_table, local_component_norms_figure, reconstruction_figure, table_figure
+
+    return {
+        "local_component_norms": local_component_norms_figure(data.runs, data.trajectories),
+        "reconstruction": reconstruction_figure(data.runs, data.trajectories),
+        "final_values": table_figure(final_values_table(data.runs), "htf-incremental: final values"),
+    }
+
+
+HTF_INCREMENTAL = Preset(
+    name="htf-incremental",
+    description="Hierarchical tensor completion vs CP and depth-3 matrix factorization (Razin et al. 2022)",
+    base=RunConfig(
+        problem=ProblemConfig(
+            kind="tensor_completion", order=3, dim=16, rank=5, observations=2048, target="hierarchical", m=256, n=16
+        ),
+        model=ModelConfig(kind="hierarchical", width=512, core="product", init="gaussian", scale=1e-2),
+        optimizer=OptimizerConfig(name="normalized_gd", lr=1e-2),
+        train=TrainConfig(max_steps=1_000_000, tol=1e-6, record_points=200, top_k=10),
+        metrics=HT_METRICS,
+    ),
+    variants=(
+        {"model.kind": "hierarchical", "metrics": list(HT_METRICS)},
+        {"model.kind": "cp", "metrics": list(CP_METRICS)},
+        {
+            "problem.kind": "matricized_tensor_completion",
+            "model.kind": "deep_linear",
+            "model.depth": 3,
+            "model.width": None,
+            "model.init": "gaussian_e2e",
+            "model.scale": 1e-3,
+            "metrics": list(MATRIX_METRICS),
+        },
+    ),
+    quick={
+        "problem.dim": 8,
+        "problem.rank": 3,
+        "problem.observations": 256,
+        "problem.m": 64,
+        "problem.n": 8,
+        "model.width": 32,
+        "model.scale": 0.1,
+        "train.max_steps": 6000,
+        "train.record": "linear",
+        "train.record_every": 60,
+        "train.top_k": 6,
+    },
+    figures=htf_figures,
+    claims=(
+        Claim(
+            "local components of the hierarchical factorization are learned one after another: at the root, the top "
+            "problem.rank local component norms reach half their final value in order, spread out in time (2022 paper)",
+            local_components_learned_incrementally,
+        ),
+        Claim(
+            "the hierarchical factorization's solution has low hierarchical rank: every matricization along the mode "
+            "tree has effective rank at most the target's hierarchical rank",
+            low_hierarchical_rank,
+        ),
+        Claim(
+            "on the same observations, hierarchical tensor factorization reaches a lower reconstruction error than "
+            "depth-3 matrix factorization of the matricized tensor",
+            hierarchical_beats_matrix,
+        ),
+        Claim(
+            "on the same observations, CP factorization reaches a lower reconstruction error than depth-3 matrix "
+            "factorization of the matricized tensor",
+            cp_beats_matrix,
+        ),
+    ),
+)
