@@ -160,7 +160,8 @@ def _print_summary(data) -> None:
     if len(data.runs) == 0:
         console.print("no finished runs")
         return
-    console.print(render_table(_for_display(summary_table(data.runs)), title="summary by depth"))
+    summary = summary_table(data.runs)
+    console.print(render_table(_for_display(summary), title="summary by depth" if summary.index.nlevels == 1 else "summary by model and depth"))
     console.print(render_table(_for_display(final_table(data.runs, data.baselines)), title="final values"))
 
 

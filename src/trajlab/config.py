@@ -390,7 +390,9 @@ class OptimizerConfig:
 
     momentum: used by ``momentum`` and ``nesterov``. b1, b2, eps: Adam.  decay: RMSprop /
     normalized GD EMA coefficient (alpha). ``normalized_gd`` is *not* plain GD: see
-    :func:`trajlab.dynamics.normalized_gd`. batch_size: 0 for full-batch gradients; k > 0 for
+    :func:`trajlab.dynamics.normalized_gd`; ``normalized_eps`` is its eps (1e-4 as in the published
+    deep matrix factorization code; the hierarchical tensor factorization code uses 1e-6, which
+    matters when gradients at init are far below 1e-4). batch_size: 0 for full-batch gradients; k > 0 for
     stochastic gradients on k samples drawn without replacement at every step (network problems;
     stopping and divergence still look at the full train loss).
     """
@@ -403,9 +405,11 @@ class OptimizerConfig:
     eps: float = 1e-8
     decay: float = 0.99
     batch_size: int = 0
+    normalized_eps: float = 1e-4
 
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS, "optimizer.name", f"one of {OPTIMIZERS}", self.name)
+        _require(self.normalized_eps > 0, "optimizer.normalized_eps", "a number > 0", self.normalized_eps)
         _require(self.batch_size >= 0, "optimizer.batch_size", "an integer >= 0 (0: full batch)", self.batch_size)
         _require(
             self.batch_size == 0 or self.name != "gradient_flow",
@@ -666,6 +670,7 @@ _LATER_FIELDS = (
     "model.activation",
     "model.bias",
     "optimizer.batch_size",
+    "optimizer.normalized_eps",
     "train.lanczos_iterations",
     "train.hutchinson_probes",
 )

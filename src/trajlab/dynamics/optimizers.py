@@ -59,7 +59,8 @@ def direction_transform(config: OptimizerConfig) -> optax.GradientTransformation
     gd: theta <- theta - lr g. momentum / nesterov: optax.sgd with ``momentum`` (heavy ball, Nesterov).
     adam: b1, b2, eps. adagrad: optax defaults (initial accumulator 0.1, eps 1e-7). adadelta:
     Zeiler 2012 (rho 0.9, eps 1e-6; lr multiplies the step, lr = 1 is the original). rmsprop: decay
-    = ``decay``, eps. normalized_gd: :func:`normalized_gd` with alpha = ``decay``.
+    = ``decay``, eps. normalized_gd: :func:`normalized_gd` with alpha = ``decay`` and eps =
+    ``normalized_eps``.
     """
     name = config.name
     if name == "gd":
@@ -77,5 +78,5 @@ def direction_transform(config: OptimizerConfig) -> optax.GradientTransformation
     if name == "rmsprop":
         return optax.rmsprop(1.0, decay=config.decay, eps=config.eps)
     if name == "normalized_gd":
-        return normalized_gd(1.0, decay=config.decay)
+        return normalized_gd(1.0, decay=config.decay, eps=config.normalized_eps)
     raise ValueError(f"optimizer.name: unknown optimizer {name!r}")

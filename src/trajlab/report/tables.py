@@ -26,14 +26,26 @@ BASELINE_LABELS = {"nuclear_norm": "nuclear norm min."}
 _INDEX = ("problem.kind", "problem.observations", "model.depth", "model.scale", "optimizer.lr")
 _PROBLEM_INDEX = ("problem.kind", "problem.observations")
 _STATUSES = ("done", "max_steps", "diverged")
-_SUMMARY_METRICS = ("train_loss", "test_error")
+# The first of these present in a sweep are summarized: the train loss and each family's held-out
+# error (matrix test error, tensor reconstruction error, network test loss / accuracy).
+_SUMMARY_METRICS = ("train_loss", "test_error", "reconstruction_error", "test_loss", "test_accuracy")
 
 
 def final_table(
     runs: pd.DataFrame,
     baselines: pd.DataFrame | None = None,
     *,
-    metrics: Sequence[str] = ("train_loss", "test_error", "effective_rank", "nuclear_norm"),
+    metrics: Sequence[str] = (
+        "train_loss",
+        "test_error",
+        "effective_rank",
+        "nuclear_norm",
+        "reconstruction_error",
+        "cp_rank_estimate",
+        "test_loss",
+        "train_accuracy",
+        "test_accuracy",
+    ),
 ) -> pd.DataFrame:
     """Final values of every run, one row per run, baselines as extra rows.
 
@@ -122,14 +134,19 @@ def _matching_problems(baselines: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-depth health check of a sweep (what ``trajlab show`` prints).
 
-    Index ``model.depth``. Columns: ``runs`` (count), one count per status (``done``,
-    ``max_steps``, ``diverged`` always, then any other status seen), and for ``train_loss`` and
-    ``test_error`` (when their ``final.`` column exists) ``<metric> median``, ``<metric> min``,
-    ``<metric> max`` of the final values over the **non-diverged** runs of that depth (NaN when
-    all diverged; NaN finals are skipped).
+    Index ``model.depth`` (``(model.kind, model.depth)`` when a sweep holds a model other than
+    the deep linear network). Columns: ``runs`` (count), one count per status (``done``,
+    ``max_steps``, ``diverged`` always, then any other status seen), and for ``train_loss``,
+    ``test_error``, ``reconstruction_error``, ``test_loss`` and ``test_accuracy`` (when their
+    ``final.`` column exists) ``<metric> median``, ``<metric> min``, ``<metric> max`` of the final
+    values over the **non-diverged** runs of that group (NaN when all diverged; NaN finals are
+    skipped).
     """
     _require(runs, ["model.depth", "status"], "runs")
-    counts = pd.crosstab(runs["model.depth"], runs["status"].astype(str))
+    by_kind = "model.kind" in runs.columns and bool((runs["model.kind"] != "deep_linear").any())
+    keys = ["model.kind", "model.depth"] if by_kind else ["model.depth"]
+    groups = [runs[k] for k in keys]
+    counts = pd.crosstab(groups, runs["status"].astype(str))
     statuses = [*_STATUSES, *sorted(set(counts.columns) - set(_STATUSES))]
     counts = counts.reindex(columns=statuses, fill_value=0).astype("int64")
     counts.columns.name = None
@@ -141,10 +158,13 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         if column not in runs.columns:
             continue
         values = pd.to_numeric(kept[column], errors="coerce").astype(float)
-        stats = values.groupby(kept["model.depth"]).agg(["median", "min", "max"])
+        if values.isna().all():
+            continue
+        stats = values.groupby([kept[k] for k in keys]).agg(["median", "min", "max"])
         stats.columns = [f"{metric} {stat}" for stat in stats.columns]
         summary = summary.join(stats, how="left")
-    summary.index.name = "model.depth"
+    if not by_kind:
+        summary.index.name = "model.depth"
     return summary.sort_index()
 
 
