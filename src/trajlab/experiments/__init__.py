@@ -2,6 +2,8 @@
 
 from trajlab.errors import ConfigError
 from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
+from trajlab.experiments.edge_of_stability import EDGE_OF_STABILITY
+from trajlab.experiments.gd_vs_gf import GD_VS_GF
 from trajlab.experiments.linear_dynamics import ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS
 from trajlab.experiments.not_norms import NOT_NORMS
 from trajlab.experiments.preset import Preset
@@ -19,6 +21,8 @@ PRESETS: dict[str, Preset] = {
         NOT_NORMS,
         TC_INCREMENTAL,
         HTF_INCREMENTAL,
+        GD_VS_GF,
+        EDGE_OF_STABILITY,
     )
 }
 
