@@ -47,7 +47,7 @@ class Task:
     parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
     final values of the run, not trajectory columns.
     minibatch(data, key) -> data: the samples of one stochastic step (``optimizer.batch_size``);
-    each run draws its own with key fold_in(run key, step); the stopping rules still use the
+    each run draws its own with key fold_in(fold_in(PRNGKey(seed), 1), step); the stopping rules still use the
     full train loss.
     """
 

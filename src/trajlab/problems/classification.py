@@ -85,12 +85,12 @@ def squared_loss(outputs, targets):
 
 def accuracy(logits, labels):
     """Fraction of samples with argmax_c z_ic == y_i (multi-class; ties go to the first class)."""
-    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
 
 
 def binary_accuracy(outputs, labels):
     """Fraction of samples with y_i f_i > 0 (labels +-1; f_i = 0 counts as an error)."""
-    return jnp.mean(labels * outputs.reshape(labels.shape) > 0)
+    return jnp.mean((labels * outputs.reshape(labels.shape) > 0).astype(outputs.dtype))
 
 
 # --- data -----------------------------------------------------------------------------------
