@@ -5,7 +5,10 @@ from trajlab.experiments.dmf import DMF_COMPLETION, DMF_DYNAMICS, DMF_SENSING
 from trajlab.experiments.edge_of_stability import EDGE_OF_STABILITY
 from trajlab.experiments.gd_vs_gf import GD_VS_GF
 from trajlab.experiments.linear_dynamics import ACCELERATION_LP, BALANCED_CONVERGENCE, SAXE_DYNAMICS
+from trajlab.experiments.global_optimality import GLOBAL_OPTIMALITY
+from trajlab.experiments.max_margin import MAX_MARGIN
 from trajlab.experiments.not_norms import NOT_NORMS
+from trajlab.experiments.overparam import OVERPARAM_LANDSCAPE
 from trajlab.experiments.preset import Preset
 from trajlab.experiments.tensor import HTF_INCREMENTAL, TC_INCREMENTAL
 
@@ -21,6 +24,9 @@ PRESETS: dict[str, Preset] = {
         NOT_NORMS,
         TC_INCREMENTAL,
         HTF_INCREMENTAL,
+        MAX_MARGIN,
+        OVERPARAM_LANDSCAPE,
+        GLOBAL_OPTIMALITY,
         GD_VS_GF,
         EDGE_OF_STABILITY,
     )
