@@ -280,26 +280,7 @@ def meta_algorithm_matrix(
         t = math.sqrt((polar - lam) / curvature) if curvature > 0 else 1.0
         params = _place_unit(params, zero_tol, t * right, t * left)
     loss, _ = _completion_gradient(_matrix(params), rows, cols, values)  # params as at the last check
-    regularizer = _regularizer(params)
-    zeros = _zero_count(params, zero_tol)
-    change, converged = history[-1]["stationarity"], history[-1]["converged"]
-    return MetaResult(
-        params=params,
-        objective=loss + lam * regularizer,
-        loss=loss,
-        regularizer=regularizer,
-        units=int(params.inner.shape[0]),
-        zero_units=zeros,
-        polar=polar,
-        polar_ratio=polar / lam,
-        stationarity=change,
-        converged=bool(converged),
-        certificate=bool(zeros > 0 and converged and polar <= lam * (1 + polar_tol)),
-        outer_iterations=len(history),
-        inner_iterations=total_sweeps,
-        history=history,
-        solve_s=time.perf_counter() - start,
-    )
+    return _meta_result(params, loss, lam, polar, history, total_sweeps, zero_tol, polar_tol, start)
 
 
 def completion_dual_bound(shape, rows, cols, values, lam: float, x) -> float:
@@ -513,6 +494,15 @@ def meta_algorithm_relu(
         t = math.sqrt((polar - lam) / curvature) if curvature > 0 else 1.0
         params = _place_unit(params, zero_tol, t * v, t * u)
     loss = _relu_loss(params, x, y)
+    return _meta_result(params, loss, lam, polar, history, total_sweeps, zero_tol, polar_tol, start)
+
+
+def _meta_result(params, loss, lam, polar, history, total_sweeps, zero_tol, polar_tol, start) -> "MetaResult":
+    """The MetaResult of a finished meta-algorithm: objective, certificate and bookkeeping.
+
+    Certificate (Haeffele & Vidal): a zero unit at a converged point whose polar value is at most
+    lam (to ``polar_tol``), i.e. no unit could be added that lowers the objective.
+    """
     regularizer = _regularizer(params)
     zeros = _zero_count(params, zero_tol)
     change, converged = history[-1]["stationarity"], history[-1]["converged"]
