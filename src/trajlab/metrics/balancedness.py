@@ -7,6 +7,7 @@ zero for a balanced initialization.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -41,5 +42,9 @@ def balancedness_relative(layers):
 
 
 def distance_from_init(layers, initial_layers):
-    """sqrt(sum_j ||W_j - W_j(0)||_F^2): Euclidean distance in parameter space."""
-    return jnp.sqrt(sum(jnp.sum((w - w0) ** 2) for w, w0 in zip(layers, initial_layers)))
+    """sqrt(sum_j ||W_j - W_j(0)||_F^2): Euclidean distance in parameter space.
+
+    Any two parameter pytrees of the same structure (layers, tensor factors, network weights).
+    """
+    squares = jax.tree_util.tree_map(lambda w, w0: jnp.sum((w - w0) ** 2), layers, initial_layers)
+    return jnp.sqrt(sum(jax.tree_util.tree_leaves(squares)))

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from trajlab.metrics.curvature import hutchinson_trace, lanczos_top_eigenvalues
-from trajlab.metrics.tensor_registry import tree_distance
+from trajlab.metrics.balancedness import distance_from_init
 
 
 @dataclass
@@ -89,8 +89,8 @@ NETWORK_METRIC_FUNCTIONS: dict[str, Callable[[NetworkMetricState], Any]] = {
     "train_accuracy": lambda s: s.accuracy(s.params, s.data, False),
     "test_accuracy": lambda s: s.accuracy(s.params, s.data, True),
     "parameter_norm": lambda s: jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(s.params))),
-    "distance_from_init": lambda s: tree_distance(s.params, s.initial_params),
-    "distance_to_flow": lambda s: tree_distance(s.params, s.reference_params),
+    "distance_from_init": lambda s: distance_from_init(s.params, s.initial_params),
+    "distance_to_flow": lambda s: distance_from_init(s.params, s.reference_params),
     "sharpness": lambda s: s.hessian_eigenvalues[0],
     "hessian_eigenvalues": lambda s: s.hessian_eigenvalues,
     "hessian_trace": lambda s: hutchinson_trace(

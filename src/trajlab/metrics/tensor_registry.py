@@ -23,21 +23,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 
+from trajlab.metrics.balancedness import distance_from_init
 from trajlab.metrics.tensor import (
     cp_component_norms,
     ht_local_component_norms,
     matricization_effective_ranks,
     normalized_reconstruction_error,
 )
-
-
-def tree_distance(a, b):
-    """sqrt(sum over all parameter arrays of ||a - b||_F^2): Euclidean distance in parameter space."""
-    squares = jax.tree_util.tree_map(lambda x, y: jnp.sum((x - y) ** 2), a, b)
-    return jnp.sqrt(sum(jax.tree_util.tree_leaves(squares)))
 
 
 def _top_k(values, k: int):
@@ -99,8 +93,8 @@ TENSOR_METRIC_FUNCTIONS: dict[str, Callable[[TensorMetricState], Any]] = {
     "train_loss": lambda s: s.train_loss,
     "reconstruction_error": lambda s: normalized_reconstruction_error(s.tensor, s.data.target),
     "frobenius_norm": lambda s: jnp.sqrt(jnp.sum(s.tensor**2)),
-    "distance_from_init": lambda s: tree_distance(s.params, s.initial_params),
-    "distance_to_flow": lambda s: tree_distance(s.params, s.reference_params),
+    "distance_from_init": lambda s: distance_from_init(s.params, s.initial_params),
+    "distance_to_flow": lambda s: distance_from_init(s.params, s.reference_params),
     "component_norms": _component_norms,
     "local_component_norms": _local_component_norms,
     "matricization_effective_ranks": _matricization_effective_ranks,
