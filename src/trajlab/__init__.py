@@ -1,4 +1,18 @@
-"""trajlab: a laboratory for the trajectories of gradient descent."""
+"""trajlab: a laboratory for the trajectories of gradient descent.
+
+The public API (everything here is documented in the API reference):
+
+- configs: :class:`RunConfig` with a problem and a model section (:func:`ProblemConfig`,
+  :func:`ModelConfig` make the section of a registered kind), :class:`OptimizerConfig`,
+  :class:`TrainConfig`, :class:`FlowConfig`; :func:`replace_dotted`, :func:`to_flat`, :func:`run_id`.
+- plug-ins: :func:`family` / :func:`register_family` (a model family: config section, init, loss,
+  metrics), :func:`problem` / :func:`register_problem` (a problem: config section and data),
+  :class:`FamilyParts`, :class:`MetricContext` (what a metric receives), :data:`GENERIC_METRICS`,
+  :class:`Preset` / :class:`Claim` / :func:`register_preset`, :func:`load_plugins` (a user's file),
+  :func:`check_family` (trace a family's contract without running it).
+- running: :func:`grid` (the configs of a sweep), :func:`run` (run them into a folder),
+  :func:`load` (a sweep folder as DataFrames, :class:`SweepData`).
+"""
 
 import os as _os
 
@@ -7,28 +21,109 @@ import os as _os
 # anything loads OpenBLAS; a value the user set wins.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from trajlab.config import (
+from trajlab.config import (  # noqa: E402
+    FlowConfig,
     ModelConfig,
     OptimizerConfig,
     ProblemConfig,
     RunConfig,
     TrainConfig,
+    from_flat,
+    replace_dotted,
+    require,
     run_id,
+    to_flat,
 )
-from trajlab.errors import ConfigError, TrajlabError
-from trajlab.store import SweepData, load
+from trajlab.errors import ConfigError, PluginError, TrajlabError  # noqa: E402
+from trajlab.registry import (  # noqa: E402
+    GENERIC_METRICS,
+    Family,
+    FamilyParts,
+    Problem,
+    families,
+    family,
+    problem,
+    problems,
+    register_family,
+    register_problem,
+)
+from trajlab.store import SweepData, load  # noqa: E402
+
+# Loaded on first use (they import JAX or every preset).
+_LAZY = {
+    "run": ("trajlab.api", "run"),
+    "grid": ("trajlab.api", "grid"),
+    "MetricContext": ("trajlab.metrics.generic", "MetricContext"),
+    "check_family": ("trajlab.engine.task", "check_family"),
+    "Preset": ("trajlab.experiments.preset", "Preset"),
+    "Claim": ("trajlab.experiments.preset", "Claim"),
+    "register_preset": ("trajlab.experiments", "register_preset"),
+    "presets": ("trajlab.experiments", "presets"),
+    "get_preset": ("trajlab.experiments", "get_preset"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trajlab' has no attribute {name!r}")
+
+
+def load_plugins(path):
+    """Import a Python file (or an importable module name) that registers families, problems or
+    presets; returns the presets it defines. Its registrations are then usable by name
+    (``model.kind=...``), and remote workers import the same file by its path."""
+    import importlib
+
+    from trajlab.experiments import load_presets_file, presets_of
+
+    if str(path).endswith(".py"):
+        return load_presets_file(path)
+    return presets_of(importlib.import_module(str(path)))
+
 
 __all__ = [
+    "GENERIC_METRICS",
+    "Claim",
     "ConfigError",
+    "Family",
+    "FamilyParts",
+    "FlowConfig",
+    "MetricContext",
     "ModelConfig",
     "OptimizerConfig",
+    "PluginError",
+    "Preset",
+    "Problem",
     "ProblemConfig",
     "RunConfig",
     "SweepData",
     "TrainConfig",
     "TrajlabError",
+    "check_family",
+    "families",
+    "family",
+    "from_flat",
+    "get_preset",
+    "grid",
     "load",
+    "load_plugins",
+    "presets",
+    "problem",
+    "problems",
+    "register_family",
+    "register_preset",
+    "register_problem",
+    "replace_dotted",
+    "require",
+    "run",
     "run_id",
+    "to_flat",
 ]

@@ -1,15 +1,18 @@
 """Run configurations: frozen, validated at construction, addressed by dotted names.
 
-A run is described by one :class:`RunConfig`, a tree of frozen dataclasses. Each field is either
-*static* (it decides what is compiled: shapes, depth, optimizer kind, recording schedule) or
-*batched* (vmapped inside one compiled loop: the init seed, the step size and the init scale).
-Runs whose static fields agree share one compilation and one batch (see :func:`static_key`).
+A run is described by one :class:`RunConfig`: a ``problem`` section and a ``model`` section, each
+the config dataclass of a registered plug-in (:mod:`trajlab.registry`: ``problem.kind`` and
+``model.kind`` name them, and each shows and accepts only its own fields), and the shared
+``optimizer``, ``train`` and ``flow`` sections. Each field is either *static* (it decides what is
+compiled: shapes, depth, optimizer kind, recording schedule) or *batched* (vmapped inside one
+compiled loop: the init seed, the step size and the init scale). Runs whose static fields agree
+share one compilation and one batch (see :func:`static_key`).
 
 Conventions (DESIGN.md):
-- ``train.tol`` compares the train loss, the *mean* squared error over the observations.
-- ``model.scale`` follows the convention chosen by ``model.init`` (see
-  :mod:`trajlab.models.deep_linear`); the default ``gaussian_e2e`` is the end-to-end scale of the
-  published deep matrix factorization code.
+- ``train.tol`` compares the train loss as the family defines it (the built-in matrix problems:
+  the *mean* squared error over the observations).
+- ``model.scale`` follows the convention of the family's ``init`` (the default deep linear
+  ``gaussian_e2e`` is the end-to-end scale of the published deep matrix factorization code).
 - time ``t = step * optimizer.lr``.
 """
 
@@ -17,36 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import json
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
+from trajlab import registry
 from trajlab.errors import ConfigError
 
-MATRIX_PROBLEM_KINDS = ("completion", "sensing", "regression", "whitened", "matricized_tensor_completion")
-TENSOR_PROBLEM_KINDS = ("tensor_completion", "tensor_sensing")
-NETWORK_PROBLEM_KINDS = ("classification", "teacher_student")
-PROBLEM_KINDS = MATRIX_PROBLEM_KINDS + TENSOR_PROBLEM_KINDS + NETWORK_PROBLEM_KINDS
-NETWORK_DATASETS = ("digits", "separable_2d")
-NETWORK_LOSSES = ("cross_entropy", "logistic", "squared")
-ACTIVATIONS = ("linear", "relu", "quadratic")
-TENSOR_TARGETS = ("cp", "hierarchical")
-# Model families (model.kind) and the problem kinds each one solves.
-MODEL_KINDS = ("deep_linear", "cp", "hierarchical", "mlp", "two_layer")
-MODEL_PROBLEMS = {
-    "deep_linear": MATRIX_PROBLEM_KINDS,
-    "cp": TENSOR_PROBLEM_KINDS,
-    "hierarchical": TENSOR_PROBLEM_KINDS,
-    "mlp": NETWORK_PROBLEM_KINDS,
-    "two_layer": NETWORK_PROBLEM_KINDS,
-}
-HIERARCHICAL_CORES = ("product", "tucker")
-DATASETS = ("synthetic", "diabetes", "csv", "razin_cohen_2x2") + NETWORK_DATASETS
-LOSS_CONVENTIONS = ("mean", "half_sum")
-INIT_CONDITIONS = ("none", "positive_det")
-INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random", "xavier", "he")
-NETWORK_INIT_SCHEMES = ("xavier", "he", "gaussian")
 OPTIMIZERS = (
     "gd",
     "momentum",
@@ -58,327 +39,63 @@ OPTIMIZERS = (
     "normalized_gd",
     "gradient_flow",
 )
-PARAMETERIZATIONS = ("factorized", "end_to_end")
 FLOW_SOLVERS = ("tsit5", "dopri5", "rk4")
 RECORD_SCHEDULES = ("log", "linear")
-METRICS = (
-    "train_loss",
-    "test_error",
-    "singular_values",
-    "effective_rank",
-    "nuclear_norm",
-    "schatten_quasi_norm",
-    "frobenius_norm",
-    "balancedness",
-    "balancedness_relative",
-    "distance_from_init",
-    "distance_to_flow",
-    "end_to_end_distance_to_flow",
-    "deficiency_margin",
-    "target_mode_strengths",
-    "unobserved_max_abs",
-)
-# Metrics that need a reference gradient flow carried beside each run (extra cost): opt-in.
-FLOW_METRICS = ("distance_to_flow", "end_to_end_distance_to_flow")
-# Metrics that need the problem's target W* (whitened regression; also completion / sensing).
-TARGET_METRICS = ("deficiency_margin", "target_mode_strengths")
-DEFAULT_METRICS = tuple(m for m in METRICS if m not in FLOW_METRICS + TARGET_METRICS + ("unobserved_max_abs",))
-# Metrics of tensor factorizations (trajlab.metrics.tensor_registry).
-TENSOR_METRICS = (
-    "train_loss",
-    "reconstruction_error",
-    "frobenius_norm",
-    "distance_from_init",
-    "distance_to_flow",
-    "component_norms",
-    "local_component_norms",
-    "matricization_effective_ranks",
-    "cp_rank_estimate",  # final parameters only (ALS; see trajlab.metrics.tensor.estimate_cp_rank)
-)
-TENSOR_DEFAULT_METRICS = ("train_loss", "reconstruction_error", "frobenius_norm", "distance_from_init")
-# Metrics of small nonlinear networks (trajlab.metrics.network_registry). Curvature metrics use
-# train.lanczos_iterations / train.hutchinson_probes and cost O(iterations) Hessian-vector products.
-NETWORK_METRICS = (
-    "train_loss",
-    "test_loss",
-    "train_accuracy",
-    "test_accuracy",
-    "parameter_norm",
-    "distance_from_init",
-    "distance_to_flow",
-    "sharpness",
-    "hessian_eigenvalues",
-    "hessian_trace",
-    "angle_to_max_margin",
-    "normalized_margin",
-)
-NETWORK_DEFAULT_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "parameter_norm", "distance_from_init")
-# Metrics each model family records ...
-FAMILY_METRICS = {
-    "deep_linear": METRICS,
-    "cp": TENSOR_METRICS,
-    "hierarchical": TENSOR_METRICS,
-    "mlp": NETWORK_METRICS,
-    "two_layer": NETWORK_METRICS,
-}
-# ... and its defaults (``metrics`` left at the deep-linear default means the family's defaults).
-FAMILY_DEFAULT_METRICS = {
-    "deep_linear": DEFAULT_METRICS,
-    "cp": TENSOR_DEFAULT_METRICS + ("component_norms",),
-    "hierarchical": TENSOR_DEFAULT_METRICS + ("local_component_norms",),
-    "mlp": NETWORK_DEFAULT_METRICS,
-    "two_layer": NETWORK_DEFAULT_METRICS,
-}
+#: The plug-in sections of a RunConfig: dotted prefix -> what registers them.
+SECTIONS = ("problem", "model")
 
 
-def _require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
+def require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
+    """Raise ``ConfigError("<field> must be <allowed>, got <value>")`` unless ``condition``: the
+    one-line error of every config check (plug-in sections use it too)."""
     if not condition:
         raise ConfigError(f"{field_name} must be {allowed}, got {value!r}")
 
 
-@dataclass(frozen=True)
-class ProblemConfig:
-    """A problem on an m x n end-to-end matrix W (maps R^n to R^m).
-
-    kind:
-    - ``completion``: observe ``observations`` entries of W*, drawn uniformly without replacement.
-    - ``sensing``: ``observations`` Gaussian measurements y_i = <A_i, W*>, A_i entries
-      i.i.d. N(0, 1/(m n)).
-      For both, W* = U V^T / sqrt(rank), U, V i.i.d. N(0, 1), rescaled so ||W*||_F^2 = m n.
-    - ``regression``: l_p regression, loss (1/S) sum_i ||y_i - W x_i||_p^p over S samples
-      (``observations``), from ``dataset``: ``synthetic`` (x ~ N(0, I_n), y = W* x, W* entries
-      N(0, 1/n)), ``diabetes`` (scikit-learn's bundled copy; n = 10, m = 1, 442 samples) or ``csv``
-      (``path``; last column the target, the others the n features). Real data are standardized:
-      features and target to zero mean and unit variance.
-    - ``whitened``: whitened regression (E[x x^T] = I), loss 1/2 ||W - Phi||_F^2 (Arora, Cohen,
-      Golowich, Hu, ICLR 2019). Phi = U diag(s) V^T with random orthogonal U, V and
-      s = ``target_singular_values`` (the first len(s) modes), or, when empty, Phi with i.i.d.
-      N(0, 1/n) entries.
-    - ``tensor_completion`` / ``tensor_sensing`` (Razin, Maman, Cohen, ICML 2021 / 2022): an order
-      ``order`` tensor W* of shape (dim, ..., dim) with CP rank ``rank`` (``target=cp``) or
-      hierarchical rank ``rank`` at every node of the mode tree (``target=hierarchical``), rescaled
-      to ||W*||_F^2 = dim^order (mean squared entry 1); ``observations`` entries observed (stored as
-      index arrays) or Gaussian measurements (see :mod:`trajlab.problems.tensor`). m and n are unused.
-    - ``matricized_tensor_completion`` (model.kind deep_linear): the ``tensor_completion`` problem
-      of the same fields (same W*, same observed entries) as completion of the m x n matrix
-      W*.reshape(m, n), (m, n) = (dim^a, dim^(order - a)); the test error is the matrix one.
-    - ``classification`` (small nonlinear networks): ``dataset`` ``digits`` (scikit-learn's bundled
-      8 x 8 digits, 64 features, 10 classes; ``observations`` training images and ``test_samples``
-      held-out ones) or ``separable_2d`` (Soudry et al. 2018's separable set in R^2, one output,
-      labels +-1; ``observations`` points in all); m and n are unused (set by the data); ``loss`` ``cross_entropy`` (softmax,
-      mean over samples), ``logistic`` (labels +-1, mean log(1 + exp(-y f))) or ``squared`` (mean
-      over samples of the squared error to one-hot targets, summed over outputs).
-    - ``teacher_student``: inputs x ~ N(0, I_n), targets y = f_teacher(x) of a random two-layer ReLU
-      teacher with ``teacher_width`` hidden units (one output; m unused), squared loss (mean over samples);
-      ``observations`` training samples and ``test_samples`` held-out ones.
-      See :mod:`trajlab.problems.classification` for the exact data conventions.
-    ``seed`` draws the data.
-
-    dataset ``razin_cohen_2x2`` (completion only): the 2 x 2 matrix [[?, 1], [1, 0]] with its three
-    known entries observed (Razin & Cohen, NeurIPS 2020, Section 3); it has no ground truth, so the
-    test error is NaN. loss_convention (completion / sensing): ``mean`` squared error over the
-    observations, or ``half_sum``: 1/2 sum of squared residuals (Razin & Cohen's convention).
-    """
-
-    kind: str = "completion"
-    m: int = 100
-    n: int = 100
-    rank: int = 5
-    observations: int = 2000
-    seed: int = 0
-    p: float = 2.0
-    dataset: str = "synthetic"
-    path: str | None = None
-    target_singular_values: tuple[float, ...] = ()
-    loss_convention: str = "mean"
-    order: int = 4
-    dim: int = 10
-    target: str = "cp"
-    loss: str = "cross_entropy"
-    teacher_width: int = 50
-    test_samples: int = 0
-
-    def __post_init__(self) -> None:
-        _require(self.kind in PROBLEM_KINDS, "problem.kind", f"one of {PROBLEM_KINDS}", self.kind)
-        _require(self.m >= 1, "problem.m", "an integer >= 1", self.m)
-        _require(self.n >= 1, "problem.n", "an integer >= 1", self.n)
-        _require(2 <= self.order <= 12, "problem.order", "an integer in [2, 12]", self.order)
-        _require(self.dim >= 1, "problem.dim", "an integer >= 1", self.dim)
-        _require(self.target in TENSOR_TARGETS, "problem.target", f"one of {TENSOR_TARGETS}", self.target)
-        _require(self.loss in NETWORK_LOSSES, "problem.loss", f"one of {NETWORK_LOSSES}", self.loss)
-        _require(self.teacher_width >= 1, "problem.teacher_width", "an integer >= 1", self.teacher_width)
-        _require(self.test_samples >= 0, "problem.test_samples", "an integer >= 0", self.test_samples)
-        if self.kind in NETWORK_PROBLEM_KINDS:
-            _require(self.observations >= 1, "problem.observations", "an integer >= 1 (training samples)", self.observations)
-            if self.kind == "classification":
-                _require(
-                    self.dataset in NETWORK_DATASETS,
-                    "problem.dataset",
-                    f"one of {NETWORK_DATASETS} for problem.kind=classification",
-                    self.dataset,
-                )
-                if self.dataset == "digits":
-                    _require(
-                        self.observations + self.test_samples <= 1797,
-                        "problem.observations",
-                        "at most 1797 - problem.test_samples for dataset digits (1797 images)",
-                        self.observations,
-                    )
-                else:
-                    _require(self.observations >= 4, "problem.observations", "an integer >= 4 for dataset separable_2d (its 4 support vectors)", self.observations)
-                    _require(self.loss != "cross_entropy", "problem.loss", "logistic or squared for dataset separable_2d (one output)", self.loss)
-                if self.loss == "logistic":
-                    _require(self.dataset == "separable_2d", "problem.loss", "cross_entropy or squared for dataset digits (10 classes)", self.loss)
-            else:
-                _require(self.dataset == "synthetic", "problem.dataset", "synthetic for problem.kind=teacher_student", self.dataset)
-            return
-        if self.kind in TENSOR_PROBLEM_KINDS or self.kind == "matricized_tensor_completion":
-            size = self.dim**self.order
-            _require(size <= 10**7, "problem.dim", f"such that dim^order <= 1e7 (got {size} entries)", self.dim)
-            _require(self.rank >= 1, "problem.rank", "an integer >= 1", self.rank)
-            if self.kind == "matricized_tensor_completion":  # the tensor as a dim^a x dim^(order - a) matrix
-                shapes = [(self.dim**a, self.dim ** (self.order - a)) for a in range(1, self.order)]
-                _require((self.m, self.n) in shapes, "problem.m/n", f"one of {shapes} for {self.kind}", (self.m, self.n))
-            _require(
-                self.loss_convention in LOSS_CONVENTIONS, "problem.loss_convention", f"one of {LOSS_CONVENTIONS}", self.loss_convention
-            )
-            limit = 10**6 if self.kind == "tensor_sensing" else size
-            _require(
-                1 <= self.observations <= limit,
-                "problem.observations",
-                f"an integer in [1, {limit}] for {self.kind}",
-                self.observations,
-            )
-            _require(self.dataset == "synthetic", "problem.dataset", f"synthetic for problem.kind={self.kind}", self.dataset)
-            return
-        _require(
-            1 <= self.rank <= min(self.m, self.n),
-            "problem.rank",
-            f"an integer in [1, min(m, n)] = [1, {min(self.m, self.n)}]",
-            self.rank,
-        )
-        if self.kind == "completion":
-            _require(
-                1 <= self.observations <= self.m * self.n,
-                "problem.observations",
-                f"an integer in [1, m*n] = [1, {self.m * self.n}] for completion",
-                self.observations,
-            )
-        else:
-            _require(
-                self.observations >= 1,
-                "problem.observations",
-                "an integer >= 1 (number of measurements or samples)",
-                self.observations,
-            )
-        _require(self.seed >= 0, "problem.seed", "an integer >= 0", self.seed)
-        _require(self.p >= 1, "problem.p", "a number >= 1", self.p)
-        _require(self.dataset in DATASETS, "problem.dataset", f"one of {DATASETS}", self.dataset)
-        _require(
-            self.loss_convention in LOSS_CONVENTIONS,
-            "problem.loss_convention",
-            f"one of {LOSS_CONVENTIONS}",
-            self.loss_convention,
-        )
-        allowed = {"regression": ("synthetic", "diabetes", "csv"), "completion": ("synthetic", "razin_cohen_2x2")}
-        _require(
-            self.dataset in allowed.get(self.kind, ("synthetic",)),
-            "problem.dataset",
-            f"one of {allowed.get(self.kind, ('synthetic',))} for problem.kind={self.kind}",
-            self.dataset,
-        )
-        if self.dataset == "razin_cohen_2x2":
-            _require(
-                (self.m, self.n, self.observations, self.rank) == (2, 2, 3, 1),
-                "problem.m/n/observations/rank",
-                "2, 2, 3 and 1 for dataset razin_cohen_2x2",
-                (self.m, self.n, self.observations, self.rank),
-            )
-        if self.dataset == "csv":
-            _require(bool(self.path), "problem.path", "a CSV file path when problem.dataset=csv", self.path)
-        if self.dataset == "diabetes":
-            _require(self.n == 10, "problem.n", "10 for dataset diabetes (its number of features)", self.n)
-            _require(self.m == 1, "problem.m", "1 for dataset diabetes (one target)", self.m)
-            _require(self.observations <= 442, "problem.observations", "at most 442 for dataset diabetes", self.observations)
-        values = self.target_singular_values
-        _require(
-            len(values) <= min(self.m, self.n) and all(v > 0 for v in values),
-            "problem.target_singular_values",
-            f"at most min(m, n) = {min(self.m, self.n)} positive numbers",
-            values,
-        )
+_require = require
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The model: by ``kind`` a deep linear network (default), a CP or a hierarchical tensor factorization.
+def ProblemConfig(kind: str = "completion", **fields_: Any) -> Any:  # noqa: N802 - reads like a class
+    """The config section of problem ``kind`` (a registered problem) with ``fields_`` set."""
+    return _section("problem", kind, fields_)
 
-    ``deep_linear``: W_e = W_N ... W_1 of depth N with equal hidden widths (fields below).
-    ``cp``: CP factorization with ``width`` = R components (Razin, Maman, Cohen 2021);
-    ``hierarchical``: hierarchical tensor factorization over the mode tree of
-    :mod:`trajlab.models.tensor` with local width ``width`` at every non-root node and nodes of kind
-    ``core`` (``product``: the factorization of Razin, Maman, Cohen 2022; ``tucker``: hierarchical
-    Tucker). Tensor inits: ``gaussian`` (every factor entry N(0, scale^2): scale is the per-factor
-    std of the papers) or, for CP, ``gaussian_e2e`` (E ||W||_F^2 = scale^2).
-    ``mlp``: fully connected network with ``depth`` weight layers, hidden width ``width``,
-    ``activation`` (linear, relu, quadratic z^2) between layers, biases if ``bias``;
-    ``two_layer``: f(x) = sum_r a_r sigma(w_r^T x) with ``width`` hidden units. Network inits:
-    ``xavier`` (Glorot & Bengio 2010), ``he``, or ``gaussian`` (every entry N(0, scale^2)); see
-    :mod:`trajlab.models.mlp`.
 
-    width: hidden width of every hidden layer; ``None`` means max(m, n).
-    init / scale: see :class:`trajlab.models.deep_linear.DeepLinear`.
-    condition: ``positive_det`` conditions the init on det(W_e(0)) > 0 (square W_e only): a draw with
-    det < 0 has the first column of W_1 negated, which maps the Gaussian (and balanced) measures
-    onto themselves and flips the sign of det(W_e), so the result is exactly the conditional law.
-    parameterization: ``factorized`` trains the layers; ``end_to_end`` trains W_e itself under the
-    end-to-end dynamics of depth N (Arora, Cohen, Hazan, ICML 2018), started from the product of
-    the initialized layers (see :mod:`trajlab.dynamics.end_to_end`).
-    """
+def ModelConfig(kind: str = "deep_linear", **fields_: Any) -> Any:  # noqa: N802 - reads like a class
+    """The config section of model family ``kind`` (a registered family) with ``fields_`` set."""
+    return _section("model", kind, fields_)
 
-    depth: int = 3
-    width: int | None = None
-    init: str = "gaussian_e2e"
-    scale: float = 1e-3
-    parameterization: str = "factorized"
-    condition: str = "none"
-    kind: str = "deep_linear"
-    core: str = "product"
-    activation: str = "relu"
-    bias: bool = False
 
-    def __post_init__(self) -> None:
-        _require(self.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", self.kind)
-        _require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
-        if self.kind in ("mlp", "two_layer"):
-            allowed = NETWORK_INIT_SCHEMES if self.kind == "mlp" else ("gaussian", "balanced_random")
-            _require(self.init in allowed, "model.init", f"one of {allowed} for model.kind={self.kind}", self.init)
-            _require(self.width is not None, "model.width", f"an integer >= 1 for model.kind={self.kind} (hidden width)", self.width)
-        else:
-            _require(
-                self.init not in ("xavier", "he"),
-                "model.init",
-                "gaussian_e2e, gaussian, identity, orthogonal or balanced_random for model.kind=deep_linear",
-                self.init,
-            )
-        _require(self.core in HIERARCHICAL_CORES, "model.core", f"one of {HIERARCHICAL_CORES}", self.core)
-        if self.kind in ("cp", "hierarchical"):
-            allowed = ("gaussian", "gaussian_e2e") if self.kind == "cp" else ("gaussian",)
-            _require(self.init in allowed, "model.init", f"one of {allowed} for model.kind={self.kind}", self.init)
-            _require(self.width is not None, "model.width", f"an integer >= 1 for model.kind={self.kind} (components or local width)", self.width)
-        _require(self.depth >= 1, "model.depth", "an integer >= 1", self.depth)
-        _require(
-            self.width is None or self.width >= 1, "model.width", "an integer >= 1 or null", self.width
-        )
-        _require(self.init in INIT_SCHEMES, "model.init", f"one of {INIT_SCHEMES}", self.init)
-        _require(self.scale > 0, "model.scale", "a number > 0", self.scale)
-        _require(self.condition in INIT_CONDITIONS, "model.condition", f"one of {INIT_CONDITIONS}", self.condition)
-        _require(
-            self.parameterization in PARAMETERIZATIONS,
-            "model.parameterization",
-            f"one of {PARAMETERIZATIONS}",
-            self.parameterization,
-        )
+def section_class(section: str, kind: str) -> type:
+    """The config dataclass registered as ``<section>.kind=kind``."""
+    entry = registry.get_problem(kind) if section == "problem" else registry.get_family(kind)
+    return entry.config
+
+
+def section_kind(section: str, value: Any) -> str:
+    """The registered name of a section instance (ConfigError if it is no registered section)."""
+    kind = registry.kind_of(section, type(value))
+    if kind is None:
+        raise ConfigError(f"{section} must be the config of a registered {section} kind, got {type(value).__name__}")
+    return kind
+
+
+def _section(section: str, kind: str, values: dict[str, Any]) -> Any:
+    cls = section_class(section, kind)
+    names = {f.name for f in fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(_not_a_field(section, kind, unknown[0], cls))
+    return cls(**values)
+
+
+def _not_a_field(section: str, kind: str, name: str, cls: type) -> str:
+    owners = [
+        other for other, entry in (registry.problems() if section == "problem" else registry.families()).items()
+        if name in {f.name for f in fields(entry.config)}
+    ]
+    where = f"; it is a field of {section}.kind={', '.join(owners)}" if owners else ""
+    own = ", ".join(f.name for f in fields(cls))
+    return f"{section}.{name} is not a field of {section}.kind={kind} (its fields: kind, {own}){where}"
 
 
 @dataclass(frozen=True)
@@ -485,103 +202,110 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run: problem, model, optimizer, training, the init ``seed`` and the recorded metrics."""
+    """One run: a problem section, a model section, optimizer, training, flow, the init ``seed``
+    and the recorded ``metrics`` (None: the family's defaults)."""
 
-    problem: ProblemConfig = field(default_factory=ProblemConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    problem: Any = field(default_factory=lambda: ProblemConfig())
+    model: Any = field(default_factory=lambda: ModelConfig())
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     seed: int = 0
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        kind = self.model.kind
-        _require(
-            self.problem.kind in MODEL_PROBLEMS[kind],
-            "problem.kind",
-            f"one of {MODEL_PROBLEMS[kind]} for model.kind={kind}",
-            self.problem.kind,
+        require(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "seed", "an integer in [0, 2^32)", self.seed)
+        problem_kind = section_kind("problem", self.problem)
+        kind = section_kind("model", self.model)
+        family = registry.get_family(kind)
+        require(problem_kind in family.problems, "problem.kind", f"one of {family.problems} for model.kind={kind}", problem_kind)
+        scale = getattr(self.model, "scale")
+        require(
+            isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0, "model.scale", "a number > 0", scale
         )
-        if kind != "deep_linear" and tuple(self.metrics) == DEFAULT_METRICS:
-            # The deep-linear default stands for "this family's defaults".
-            object.__setattr__(self, "metrics", FAMILY_DEFAULT_METRICS[kind])
-        if kind != "deep_linear":
-            allowed_metrics = FAMILY_METRICS[kind]
-            unknown = [m for m in self.metrics if m not in allowed_metrics]
-            _require(not unknown, "metrics", f"a list drawn from {allowed_metrics} for model.kind={kind}", unknown)
-            if kind in ("cp", "hierarchical"):
-                _require(self.optimizer.batch_size == 0, "optimizer.batch_size", f"0 for model.kind={kind}", self.optimizer.batch_size)
-            else:
-                _require(
-                    self.optimizer.batch_size <= self.problem.observations,
-                    "optimizer.batch_size",
-                    f"an integer in [0, problem.observations] = [0, {self.problem.observations}]",
-                    self.optimizer.batch_size,
-                )
-            for name in ("parameterization", "condition"):
-                default = getattr(ModelConfig, name)
-                value = getattr(self.model, name)
-                _require(value == default, f"model.{name}", f"{default} for model.kind={kind}", value)
-            return
-        if self.model.init == "balanced_random" and self.model.depth > 1 and self.model.width is not None:
-            smallest = min(self.problem.m, self.problem.n)
-            _require(
-                self.model.width >= smallest,
-                "model.width",
-                f"an integer >= min(m, n) = {smallest} for init balanced_random",
-                self.model.width,
-            )
-        unknown = [m for m in self.metrics if m not in METRICS]
-        _require(not unknown, "metrics", f"a list drawn from {METRICS}", unknown or self.metrics)
-        if self.model.condition == "positive_det":
-            _require(
-                self.problem.m == self.problem.n,
-                "model.condition",
-                "none unless problem.m == problem.n (det needs a square end-to-end matrix)",
-                self.model.condition,
-            )
-        _require(self.optimizer.batch_size == 0, "optimizer.batch_size", "0 for model.kind=deep_linear", self.optimizer.batch_size)
-        if self.model.parameterization == "end_to_end":
-            allowed = ("gd", "gradient_flow")
-            _require(
-                self.optimizer.name in allowed,
-                "optimizer.name",
-                f"one of {allowed} with model.parameterization=end_to_end",
-                self.optimizer.name,
-            )
+        if self.metrics is None:
+            object.__setattr__(self, "metrics", family.default_metrics)
+        elif not isinstance(self.metrics, tuple):
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+        known = metric_names(kind)
+        unknown = [m for m in self.metrics if m not in known]
+        require(not unknown, "metrics", f"a list drawn from {known} for model.kind={kind}", unknown)
+        if family.check is not None:
+            family.check(self)
 
 
+_SHARED_SECTIONS = {"optimizer": OptimizerConfig, "train": TrainConfig, "flow": FlowConfig}
 # Fields vmapped inside one compiled batch; every other field is static.
 BATCHED_FIELDS = ("seed", "optimizer.lr", "model.scale")
 
 
-def list_fields(cls: type = RunConfig) -> set[str]:
-    """Dotted names of tuple-typed fields: for these a list is the value, not a sweep."""
-    return {name for name, value in to_flat(cls()).items() if isinstance(value, list)}
+def metric_names(kind: str) -> tuple[str, ...]:
+    """Every metric a run of family ``kind`` may record: the family's own, its final metrics and
+    the generic ones (:data:`trajlab.registry.GENERIC_METRICS`)."""
+    family = registry.get_family(kind)
+    names = list(family.metrics) + list(family.final_metrics)
+    return tuple(names + [m for m in registry.GENERIC_METRICS if m not in names])
+
+
+def _section_fields(section: str) -> dict[str, str]:
+    """{field name: annotation text} over every registered config class of ``section``."""
+    entries = registry.problems() if section == "problem" else registry.families()
+    out: dict[str, str] = {"kind": "str"}
+    for entry in entries.values():
+        for f in fields(entry.config):
+            out.setdefault(f.name, str(f.type))
+            if str(f.type).startswith("tuple"):
+                out[f.name] = str(f.type)
+    return out
+
+
+def field_names(config: Any = None) -> list[str]:
+    """Dotted names of the fields of ``config`` (default: every field of every registered section,
+    i.e. what ``--set`` may name)."""
+    if config is not None:
+        return list(to_flat(config))
+    names = []
+    for f in fields(RunConfig):
+        if f.name in SECTIONS:
+            names.extend(f"{f.name}.{name}" for name in _section_fields(f.name))
+        elif f.name in _SHARED_SECTIONS:
+            names.extend(f"{f.name}.{g.name}" for g in fields(_SHARED_SECTIONS[f.name]))
+        else:
+            names.append(f.name)
+    return names
+
+
+def list_fields() -> set[str]:
+    """Dotted names of tuple-typed fields (in any registered section): for these a list is the
+    value, not a sweep."""
+    out = {"metrics"}
+    for section in SECTIONS:
+        out |= {f"{section}.{name}" for name, text in _section_fields(section).items() if text.startswith("tuple")}
+    for section, cls in _SHARED_SECTIONS.items():
+        out |= {f"{section}.{f.name}" for f in fields(cls) if str(f.type).startswith("tuple")}
+    return out
 
 
 def to_flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists)."""
+    """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists; a plug-in section
+    starts with its ``kind``)."""
     out: dict[str, Any] = {}
     for f in fields(config):
         value = getattr(config, f.name)
         name = f"{prefix}{f.name}"
-        if is_dataclass(value):
+        if prefix == "" and f.name in SECTIONS:
+            out[f"{name}.kind"] = section_kind(f.name, value)
+            out.update(to_flat(value, name + "."))
+        elif is_dataclass(value):
             out.update(to_flat(value, name + "."))
         else:
             out[name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
-def from_flat(flat: dict[str, Any], cls: type = RunConfig) -> Any:
+def from_flat(flat: dict[str, Any]) -> RunConfig:
     """Inverse of :func:`to_flat` (missing fields take their defaults)."""
-    return replace_dotted(cls(), flat)
-
-
-def field_names(cls: type = RunConfig) -> list[str]:
-    return list(to_flat(cls()).keys())
+    return replace_dotted(RunConfig(), flat)
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
@@ -597,7 +321,7 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{name} must be true or false, got {value!r}")
-    if text.startswith("int") or annotation is int:
+    if text.startswith("int") or annotation is int or text == "<class 'int'>":
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
@@ -606,11 +330,11 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         ):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         return int(value)
-    if annotation is float or text == "float":
+    if annotation is float or text in ("float", "<class 'float'>"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
-    if annotation is str or text == "str":
+    if annotation is str or text in ("str", "<class 'str'>"):
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
         return value
@@ -627,28 +351,86 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             if not all(math.isfinite(v) for v in numbers):
                 raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
             return numbers
+        if "int" in text:
+            return tuple(_coerce(v, int, name) for v in value)
         return tuple(value)
     return value
 
 
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - annotations a user's module cannot resolve: use their text
+        return {f.name: f.type for f in fields(cls)}
+
+
+def _replace_section(config: RunConfig, section: str, updates: dict[str, Any]) -> tuple[Any, bool]:
+    """The ``section`` of ``config`` with ``updates``; a new ``kind`` starts from that kind's defaults
+    and carries over the fields both kinds have that were set away from the old kind's defaults.
+    Returns (section, kind changed)."""
+    current = getattr(config, section)
+    kind = section_kind(section, current)
+    updates = dict(updates)
+    changed = False
+    if "kind" in updates:
+        new_kind = _coerce(updates.pop("kind"), str, f"{section}.kind")
+        if new_kind != kind:
+            cls = section_class(section, new_kind)
+            defaults = type(current)()
+            shared = {f.name for f in fields(cls)} & {f.name for f in fields(type(current))}
+            carried = {
+                name: getattr(current, name) for name in shared
+                if name not in updates and getattr(current, name) != getattr(defaults, name)
+            }
+            kind, changed = new_kind, True
+        else:
+            cls, carried = type(current), None
+    else:
+        cls, carried = type(current), None
+    names = {f.name for f in fields(cls)}
+    hints = _hints(cls)
+    coerced = {}
+    for name, value in updates.items():
+        if name not in names:
+            raise ConfigError(_not_a_field(section, kind, name, cls))
+        coerced[name] = _coerce(value, hints.get(name, Any), f"{section}.{name}")
+    if carried is None:
+        return (dataclasses.replace(current, **coerced) if coerced else current), False
+    return cls(**carried, **coerced), changed
+
+
 def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
-    """Return ``config`` with fields set by dotted name; unknown names raise ConfigError."""
-    known = field_names(type(config))
+    """Return ``config`` with fields set by dotted name; unknown names raise ConfigError.
+
+    ``problem.kind`` / ``model.kind`` switch the section to that kind's config class, keeping the
+    values of the fields both kinds share that were set away from the old kind's defaults; a new model kind whose metrics are not given records its
+    own defaults when the config recorded the old family's defaults.
+    """
+    if not isinstance(config, RunConfig):
+        return _replace_plain(config, updates)
+    known = set(field_names())
     nested: dict[str, dict[str, Any]] = {}
     direct: dict[str, Any] = {}
     for key, value in updates.items():
         if key not in known:
-            raise ConfigError(f"unknown config field {key!r}; known fields: {', '.join(known)}")
+            raise ConfigError(f"unknown config field {key!r}; see `trajlab config PRESET` for the fields")
         head, _, rest = key.partition(".")
         if rest:
             nested.setdefault(head, {})[rest] = value
         else:
             direct[head] = value
-    hints = get_type_hints(type(config))
+    hints = get_type_hints(RunConfig)
     kwargs: dict[str, Any] = {}
     for name, value in direct.items():
         kwargs[name] = _coerce(value, hints[name], name)
     for head, sub in nested.items():
+        if head in SECTIONS:
+            kwargs[head], changed = _replace_section(config, head, sub)
+            if head == "model" and changed and "metrics" not in kwargs:
+                old = registry.get_family(section_kind("model", config.model))
+                if tuple(config.metrics) == tuple(old.default_metrics):
+                    kwargs["metrics"] = None
+            continue
         child = getattr(config, head)
         child_hints = get_type_hints(type(child))
         coerced = {k: _coerce(v, child_hints[k], f"{head}.{k}") for k, v in sub.items()}
@@ -656,35 +438,65 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
     return dataclasses.replace(config, **kwargs)
 
 
-# Fields added after the first release: left out of the run id while at their defaults, so the
-# ids of existing sweep folders (and their resume) survive the addition.
-_LATER_FIELDS = (
-    "problem.order",
-    "problem.dim",
-    "problem.target",
-    "problem.loss",
-    "problem.teacher_width",
-    "problem.test_samples",
-    "model.kind",
-    "model.core",
-    "model.activation",
-    "model.bias",
-    "optimizer.batch_size",
-    "optimizer.normalized_eps",
-    "train.lanczos_iterations",
-    "train.hutchinson_probes",
+def _replace_plain(config: Any, updates: dict[str, Any]) -> Any:
+    """replace_dotted for a single section (e.g. a TrainConfig): ``{field: value}``."""
+    names = {f.name for f in fields(config)}
+    hints = _hints(type(config))
+    for key in updates:
+        if key not in names:
+            raise ConfigError(f"unknown config field {key!r}")
+    return dataclasses.replace(config, **{k: _coerce(v, hints.get(k, Any), k) for k, v in updates.items()})
+
+
+# The flat config of trajlab 0.1 (one ProblemConfig / ModelConfig class for every kind) at its
+# defaults. A config whose fields all existed then hashes as it did then (its flat dict laid over
+# these defaults), so the run ids, and the resume, of sweep folders written by 0.1 survive.
+_V1_DEFAULTS: dict[str, Any] = {
+    "problem.kind": "completion", "problem.m": 100, "problem.n": 100, "problem.rank": 5,
+    "problem.observations": 2000, "problem.seed": 0, "problem.p": 2.0, "problem.dataset": "synthetic",
+    "problem.path": None, "problem.target_singular_values": [], "problem.loss_convention": "mean",
+    "problem.order": 4, "problem.dim": 10, "problem.target": "cp", "problem.loss": "cross_entropy",
+    "problem.teacher_width": 50, "problem.test_samples": 0,
+    "model.depth": 3, "model.width": None, "model.init": "gaussian_e2e", "model.scale": 0.001,
+    "model.parameterization": "factorized", "model.condition": "none", "model.kind": "deep_linear",
+    "model.core": "product", "model.activation": "relu", "model.bias": False,
+    "optimizer.name": "normalized_gd", "optimizer.lr": 0.001, "optimizer.momentum": 0.9, "optimizer.b1": 0.9,
+    "optimizer.b2": 0.999, "optimizer.eps": 1e-08, "optimizer.decay": 0.99, "optimizer.batch_size": 0,
+    "optimizer.normalized_eps": 0.0001,
+    "train.max_steps": 1000000, "train.tol": 1e-06, "train.record": "log", "train.record_points": 100,
+    "train.record_every": 1000, "train.top_k": 10, "train.schatten_p": 0.5, "train.diverge_factor": 1000000.0,
+    "train.x64": False, "train.lanczos_iterations": 20, "train.hutchinson_probes": 10,
+    "flow.solver": "tsit5", "flow.rtol": 1e-06, "flow.atol": 1e-09, "flow.max_solver_steps": 100000,
+    "seed": 0,
+    "metrics": ["train_loss", "test_error", "singular_values", "effective_rank", "nuclear_norm",
+                "schatten_quasi_norm", "frobenius_norm", "balancedness", "balancedness_relative",
+                "distance_from_init"],
+}
+# Fields 0.1 added after its first release: left out of its hash while at their defaults.
+_V1_LATER_FIELDS = (
+    "problem.order", "problem.dim", "problem.target", "problem.loss", "problem.teacher_width",
+    "problem.test_samples", "model.kind", "model.core", "model.activation", "model.bias",
+    "optimizer.batch_size", "optimizer.normalized_eps", "train.lanczos_iterations", "train.hutchinson_probes",
 )
 
 
-def run_id(config: RunConfig) -> str:
-    """A stable 16-hex-digit hash of the whole config (sorted JSON of the flat dict; fields added
-    later are left out while they hold their defaults)."""
-    flat = to_flat(config)
-    defaults = to_flat(RunConfig())
-    for name in _LATER_FIELDS:
-        if flat[name] == defaults[name]:
-            del flat[name]
-    text = json.dumps(flat, sort_keys=True, default=str)
+def id_fields(config: Any) -> dict[str, Any]:
+    """What :func:`run_id` hashes: the flat config, laid over trajlab 0.1's defaults when every
+    field it has existed in 0.1 (so 0.1's ids are kept), fields added later omitted at their defaults."""
+    flat = config if isinstance(config, dict) else to_flat(config)
+    if not set(flat) <= set(_V1_DEFAULTS):
+        return dict(flat)
+    full = {**_V1_DEFAULTS, **flat}
+    for name in _V1_LATER_FIELDS:
+        if full[name] == _V1_DEFAULTS[name]:
+            del full[name]
+    return full
+
+
+def run_id(config: Any) -> str:
+    """A stable 16-hex-digit hash of the whole config (sorted JSON of :func:`id_fields`); accepts a
+    RunConfig or its flat dict."""
+    text = json.dumps(id_fields(config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -7,3 +7,7 @@ class TrajlabError(Exception):
 
 class ConfigError(TrajlabError, ValueError):
     """A config field is unknown or outside its allowed range; the message names the field."""
+
+
+class PluginError(ConfigError):
+    """A plug-in (family, problem, metric or preset) breaks its contract; the message names it."""

@@ -1,4 +1,9 @@
-"""Build the engine's :class:`Task` for a run config, from its model family (:mod:`trajlab.engine.family`)."""
+"""Build the engine's :class:`Task` for a run config from its registered model family (:mod:`trajlab.registry`).
+
+The family gives init, loss, named metrics and optionally a preconditioner, its own update rule,
+minibatch draws and a metric context; the rest (optimizer, gradient flow, the reference flow of
+``distance_to_flow``, stopping rules, generic metrics) is the same for every family.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from trajlab.config import FLOW_METRICS, RunConfig, static_key
+from trajlab import registry
+from trajlab.config import RunConfig, static_key
 from trajlab.dynamics.gradient_flow import flow_integrator
 from trajlab.dynamics.optimizers import direction_transform
-from trajlab.engine.family import family_parts
 from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
+from trajlab.errors import ConfigError, PluginError
+from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS, MetricContext
+from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
 from trajlab.problems.registry import make_data
 
 
@@ -23,14 +32,27 @@ def enable_precision(config: RunConfig) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
-    """The Task of ``config``: its static fields only (seed, lr and scale are batched).
+def _parts(config: RunConfig):
+    family = registry.get_family(config.model.kind)
+    try:
+        parts = family.build(config)
+    except ConfigError:
+        raise
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise PluginError(f"family {family.name!r}: build(config) failed: {type(error).__name__}: {first}") from error
+    if not isinstance(parts, registry.FamilyParts):
+        raise PluginError(f"family {family.name!r}: build(config) must return trajlab.FamilyParts, got {type(parts).__name__}")
+    for name in ("init", "loss"):
+        if not callable(getattr(parts, name)):
+            raise PluginError(f"family {family.name!r}: FamilyParts.{name} is missing (must be a function)")
+    return family, parts
 
-    The model family (``config.model.kind``, see :mod:`trajlab.engine.family`) gives init, loss,
-    metrics and an optional preconditioner / update rule; the rest is shared by every family.
-    """
+
+def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
+    """The Task of ``config``: its static fields only (seed, lr and scale are batched)."""
     enable_precision(config)
-    parts = family_parts(config, extra_metrics)
+    family, parts = _parts(config)
     dtype = jnp.float64 if config.train.x64 else jnp.float32
     precondition = parts.precondition
 
@@ -40,16 +62,37 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         return grads if precondition is None else precondition(params, grads)
 
     gradient_flow = config.optimizer.name == "gradient_flow"
-    wants_reference = any(name in FLOW_METRICS for name in config.metrics)
+    flow_metrics = set(registry.GENERIC_FLOW_METRICS) | set(family.flow_metrics)
+    wants_reference = any(name in flow_metrics for name in config.metrics)
     if gradient_flow:
         optimizer = None
     else:
         optimizer = parts.optimizer or direction_transform(config.optimizer)
+    if config.optimizer.batch_size > 0 and parts.minibatch is None:
+        raise ConfigError(f"optimizer.batch_size must be 0 for model.kind={family.name} (the family draws no minibatches)")
     integrator = flow_integrator(direction, config.flow) if (gradient_flow or wants_reference) else None
+    final_names = [name for name in config.metrics if name in family.final_metrics]
+    table = {**GENERIC_METRIC_FUNCTIONS, **family.metrics}
+    functions = resolve_metrics([n for n in config.metrics if n not in final_names], extra_metrics, table=table)
+    context = parts.context or (lambda params, initial, reference, data: MetricContext(params, initial, reference, data, parts.loss, config))
+
+    def metrics(params, initial, reference, data):
+        return evaluate_metrics(functions, context(params, initial, reference, data), family.columns)
+
+    final_metrics = None
+    if final_names:
+
+        def final_metrics(params, data):
+            out = {}
+            for name in final_names:
+                value = family.final_metrics[name](params, data, config)
+                out.update(value if isinstance(value, dict) else {name: value})
+            return out
+
     return Task(
         init=parts.init,
         loss=parts.loss,
-        metrics=parts.metrics,
+        metrics=metrics,
         optimizer=optimizer,
         max_steps=config.train.max_steps,
         tol=config.train.tol,
@@ -57,9 +100,54 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         dtype=dtype,
         flow=integrator if gradient_flow else None,
         reference=integrator if wants_reference else None,
-        final_metrics=parts.final_metrics,
+        final_metrics=final_metrics,
         minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
     )
+
+
+def _cast(data, dtype):
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x), data
+    )
+
+
+def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
+    """Check a family's contract on ``config`` by tracing (no compilation, no run): init returns a
+    pytree of float arrays, the loss is a scalar, every metric a scalar, a 1-D array or a dict of
+    scalars. Raises a one-line PluginError naming the family and what is wrong."""
+    task = build_task(config, extra_metrics)
+    name = config.model.kind
+    dtype = task.dtype
+    data = make_data(config.problem)
+    try:
+        data = _cast(data, dtype)
+    except Exception as error:
+        raise PluginError(f"problem {config.problem.kind!r}: data(config) must return a pytree of arrays ({error})") from None
+    key = jax.random.PRNGKey(0)
+    scale = jnp.asarray(config.model.scale, dtype)
+
+    def trace(what, function, *args):
+        try:
+            return jax.eval_shape(function, *args)
+        except (ConfigError, PluginError):
+            raise
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise PluginError(f"family {name!r}: {what} fails: {type(error).__name__}: {first}") from None
+
+    params = trace("init(key, scale)", task.init, key, scale)
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves or not all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+        raise PluginError(f"family {name!r}: init(key, scale) must return a non-empty pytree of arrays, got {params!r}")
+    if not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
+        raise PluginError(f"family {name!r}: init(key, scale) must return float arrays, got dtypes {[str(x.dtype) for x in leaves]}")
+    loss = trace("loss(params, data)", task.loss, params, data)
+    if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
+        raise PluginError(f"family {name!r}: loss(params, data) must return a scalar, got shape {getattr(loss, 'shape', loss)}")
+    values = trace("a metric", lambda p: task.metrics(p, p, p, data), params)
+    for column, value in values.items():
+        if getattr(value, "shape", None) != ():
+            raise PluginError(f"family {name!r}: metric column {column!r} must be a scalar, got shape {value.shape}")
 
 
 @lru_cache(maxsize=32)

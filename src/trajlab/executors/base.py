@@ -30,15 +30,40 @@ Progress = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class BatchTask:
-    """One batch to run and store: configs with equal static structure, and where to write them."""
+    """One batch to run and store: configs with equal static structure, and where to write them.
+
+    Configs travel as flat dicts (:func:`trajlab.config.to_flat`) with the ``plugins`` their
+    families and problems come from (:func:`trajlab.registry.origins_of`: an importable module, or
+    the file it was loaded from), so a worker in another process imports the plug-ins first and
+    then rebuilds the configs (:meth:`run_configs`); built-ins need none.
+    """
 
     folder: str
-    configs: tuple[RunConfig, ...]
+    flat_configs: tuple[dict, ...]
     extra_metrics: dict | None = None
+    plugins: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, folder: str, configs, extra_metrics: dict | None = None) -> "BatchTask":
+        """The task of ``configs`` (RunConfig objects), with the plug-in origins they need."""
+        from trajlab import registry
+        from trajlab.config import to_flat
+
+        kinds = {("family", c.model.kind) for c in configs} | {("problem", c.problem.kind) for c in configs}
+        return cls(folder, tuple(to_flat(c) for c in configs), extra_metrics, registry.origins_of(kinds))
+
+    def run_configs(self) -> list[RunConfig]:
+        """The configs, rebuilt here after importing the plug-ins they need."""
+        from trajlab import registry
+        from trajlab.config import from_flat
+
+        for origin in self.plugins:
+            registry.import_origin(origin)
+        return [from_flat(flat) for flat in self.flat_configs]
 
     @property
     def run_ids(self) -> list[str]:
-        return [run_id(c) for c in self.configs]
+        return [run_id(flat) for flat in self.flat_configs]
 
 
 @dataclass(frozen=True)
@@ -69,7 +94,7 @@ def execute_batch(task: BatchTask, progress: Progress | None = None, device: Any
     start = time.perf_counter()
     context = jax.default_device(device) if device is not None else contextlib.nullcontext()
     with context:
-        runs, trajectories = batch_frames(list(task.configs), task.extra_metrics, progress)
+        runs, trajectories = batch_frames(task.run_configs(), task.extra_metrics, progress)
     key = SweepStore(task.folder).write_batch(runs, trajectories)
     return BatchOutcome(
         key=key,

@@ -233,7 +233,7 @@ def no_comparable_gain_on_l2(data):
 # ---------------------------------------------------------------------------------------------
 # acceleration-lp
 
-_DIABETES = ProblemConfig(kind="regression", dataset="diabetes", m=1, n=10, rank=1, observations=442)
+_DIABETES = ProblemConfig(kind="regression", dataset="diabetes", m=1, n=10, observations=442)
 
 
 def _method(p: float, optimizer: str, lr: float, depth: int = 1) -> dict:
@@ -487,7 +487,7 @@ BALANCED_CONVERGENCE = Preset(
     name="balanced-convergence",
     description="Balanced init: P(deficiency margin > 0), linear rate vs its bound, plateaus near zero (ICLR 2019)",
     base=RunConfig(
-        problem=ProblemConfig(kind="whitened", m=1, n=_WHITENED_N, rank=1, target_singular_values=(1.0,)),
+        problem=ProblemConfig(kind="whitened", m=1, n=_WHITENED_N, target_singular_values=(1.0,)),
         model=ModelConfig(depth=2, init="balanced_random", scale=0.5),
         optimizer=OptimizerConfig(name="gd", lr=0.05),
         train=TrainConfig(max_steps=5000, tol=1e-12, record="log", record_points=80, x64=True),
@@ -658,7 +658,7 @@ SAXE_DYNAMICS = Preset(
     name="saxe-dynamics",
     description="Depth-2 linear net, gradient flow: each mode follows Saxe et al.'s logistic curve (ICLR 2014)",
     base=RunConfig(
-        problem=ProblemConfig(kind="whitened", m=4, n=6, rank=4, target_singular_values=(3.0, 2.0, 1.0, 0.5)),
+        problem=ProblemConfig(kind="whitened", m=4, n=6, target_singular_values=(3.0, 2.0, 1.0, 0.5)),
         model=ModelConfig(depth=2, init="balanced_random", scale=1e-4),
         optimizer=OptimizerConfig(name="gradient_flow", lr=0.05),
         flow=FlowConfig(solver="tsit5", rtol=1e-10, atol=1e-12),

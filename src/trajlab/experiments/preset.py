@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from trajlab.config import RunConfig, replace_dotted
-from trajlab.sweep.grid import LIST_FIELDS, expand_grid
+from trajlab.config import list_fields
+from trajlab.sweep.grid import expand_grid
 from trajlab.sweep.runner import BaselineJob
 
 
@@ -57,10 +58,11 @@ class Preset:
         base, grid = self.base, dict(self.axes)
         layers = [self.quick] if quick else []
         layers.append({**(fixed or {}), **(axes or {})})
+        list_valued = list_fields()
         for layer in layers:
             scalars = {}
             for key, value in layer.items():
-                if isinstance(value, list) and key not in LIST_FIELDS:
+                if isinstance(value, list) and key not in list_valued:
                     grid[key] = value
                 else:
                     grid.pop(key, None)

@@ -18,8 +18,8 @@ std 1e-2, lr 1e-2). A hierarchical factorization ("product" nodes; order 3: tree
 one-child node) against, on the same data (same ``problem.*`` fields, so the same W* and observed
 entries), a CP factorization with 512 components and the same init std, and a depth-3 matrix
 factorization (``gaussian_e2e`` scale 1e-3, the deep matrix factorization convention) of the
-256 x 16 matricization [W*]_{(0,1)} (``problem.kind=matricized_tensor_completion``; ``problem.m``
-/ ``problem.n`` name that matricization and are unused by the tensor runs). Recorded: local
+256 x 16 matricization [W*]_{(0,1)} (``problem.kind=matricized_tensor_completion`` with
+``problem.row_modes=2``: rows indexed by the first two modes). Recorded: local
 component norms at every internal node, the effective ranks of the matricizations along the mode
 tree, and the reconstruction error of each model. GPU work too (local width 512).
 
@@ -365,9 +365,7 @@ HTF_INCREMENTAL = Preset(
     name="htf-incremental",
     description="Hierarchical tensor completion vs CP and depth-3 matrix factorization (Razin et al. 2022)",
     base=RunConfig(
-        problem=ProblemConfig(
-            kind="tensor_completion", order=3, dim=16, rank=5, observations=2048, target="hierarchical", m=256, n=16
-        ),
+        problem=ProblemConfig(kind="tensor_completion", order=3, dim=16, rank=5, observations=2048, target="hierarchical"),
         model=ModelConfig(kind="hierarchical", width=512, core="product", init="gaussian", scale=1e-2),
         optimizer=OptimizerConfig(name="normalized_gd", lr=1e-2, normalized_eps=1e-6),
         train=TrainConfig(max_steps=1_000_000, tol=1e-6, record_points=200, top_k=10),
@@ -378,6 +376,7 @@ HTF_INCREMENTAL = Preset(
         {"model.kind": "cp", "metrics": list(CP_METRICS)},
         {
             "problem.kind": "matricized_tensor_completion",
+            "problem.row_modes": 2,
             "model.kind": "deep_linear",
             "model.depth": 3,
             "model.width": None,
@@ -390,8 +389,6 @@ HTF_INCREMENTAL = Preset(
         "problem.dim": 8,
         "problem.rank": 3,
         "problem.observations": 256,
-        "problem.m": 64,
-        "problem.n": 8,
         "model.width": 32,
         "model.scale": 0.1,
         "train.max_steps": 6000,

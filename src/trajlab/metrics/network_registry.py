@@ -1,6 +1,8 @@
 """Named trajectory metrics of small nonlinear networks (``model.kind`` mlp or two_layer).
 
 Same contract as :mod:`trajlab.metrics.registry`; user metrics receive a :class:`NetworkMetricState`.
+The generic metrics (:mod:`trajlab.metrics.generic`: train loss, parameter norm, distances,
+sharpness, Hessian eigenvalues and trace, ...) apply as to any family; these are the networks' own.
 
 - ``train_loss`` / ``test_loss``: the problem's loss on the train / held-out samples (NaN without
   a test split); ``train_accuracy`` / ``test_accuracy``: argmax accuracy (multi-class), sign
@@ -28,39 +30,27 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from trajlab.metrics.curvature import hutchinson_trace, lanczos_top_eigenvalues
-from trajlab.metrics.balancedness import distance_from_init
+from trajlab.metrics.generic import MetricContext
 
 
 @dataclass
-class NetworkMetricState:
-    """What a network metric may look at. ``loss(params, data)`` is the train loss,
+class NetworkMetricState(MetricContext):
+    """What a network metric may look at: ``loss(params, data)`` is the train loss,
     ``test_loss`` / ``accuracy(params, data, test)`` evaluate the held-out split,
     ``predictor(params)``: the end-to-end linear predictor (or None when the model is not linear)."""
 
-    params: Any
-    initial_params: Any
-    data: Any
-    loss: Callable
-    test_loss: Callable
-    accuracy: Callable
+    test_loss: Callable | None = None
+    accuracy: Callable | None = None
     predictor: Callable | None = None
     max_margin: Any = None
-    top_k: int = 10
-    lanczos_iterations: int = 20
-    hutchinson_probes: int = 10
-    reference_params: Any = None
 
-    @cached_property
-    def train_loss(self):
-        return self.loss(self.params, self.data)
+    @property
+    def initial_params(self):
+        return self.initial
 
-    @cached_property
-    def hessian_eigenvalues(self):
-        k = min(self.top_k, self.lanczos_iterations)
-        return lanczos_top_eigenvalues(
-            lambda p: self.loss(p, self.data), self.params, jax.random.PRNGKey(0), k=k, iterations=self.lanczos_iterations
-        )
+    @property
+    def reference_params(self):
+        return self.reference
 
     @cached_property
     def linear_predictor(self):
@@ -84,18 +74,9 @@ def _normalized_margin(s: NetworkMetricState):
 
 
 NETWORK_METRIC_FUNCTIONS: dict[str, Callable[[NetworkMetricState], Any]] = {
-    "train_loss": lambda s: s.train_loss,
     "test_loss": lambda s: s.test_loss(s.params, s.data),
     "train_accuracy": lambda s: s.accuracy(s.params, s.data, False),
     "test_accuracy": lambda s: s.accuracy(s.params, s.data, True),
-    "parameter_norm": lambda s: jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(s.params))),
-    "distance_from_init": lambda s: distance_from_init(s.params, s.initial_params),
-    "distance_to_flow": lambda s: distance_from_init(s.params, s.reference_params),
-    "sharpness": lambda s: s.hessian_eigenvalues[0],
-    "hessian_eigenvalues": lambda s: s.hessian_eigenvalues,
-    "hessian_trace": lambda s: hutchinson_trace(
-        lambda p: s.loss(p, s.data), s.params, jax.random.PRNGKey(1), probes=s.hutchinson_probes
-    ),
     "angle_to_max_margin": lambda s: _angle(s.linear_predictor, s.max_margin),
     "normalized_margin": _normalized_margin,
 }

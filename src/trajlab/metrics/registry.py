@@ -1,8 +1,10 @@
-"""Named metrics of a run's state, as recorded along trajectories.
+"""Named metrics of the deep linear family, and how metric functions become trajectory columns.
 
-A metric is a function ``metric(state) -> scalar or 1-D array`` of a :class:`MetricState`.
-Vector metrics become one column per entry (``singular_values`` -> ``sv_0``, ``sv_1``, ...).
-Users pass their own metrics to the engine as ``{name: function}`` with the same signature.
+A metric is a function ``metric(state) -> scalar, 1-D array or {column: scalar}`` of a metric
+context (:class:`trajlab.metrics.MetricContext`; for the deep linear family the
+:class:`MetricState` below). Vector metrics become one column per entry (``singular_values`` ->
+``sv_0``, ``sv_1``, ...). Users pass their own metrics to the engine as ``{name: function}`` with
+the same signature.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any, Callable
 import jax.numpy as jnp
 
 from trajlab.errors import ConfigError
-from trajlab.metrics.balancedness import balancedness, balancedness_relative, distance_from_init
+from trajlab.metrics.balancedness import balancedness, balancedness_relative
+from trajlab.metrics.generic import GENERIC_COLUMNS, GENERIC_METRIC_FUNCTIONS, MetricContext
 from trajlab.metrics.spectral import (
     effective_rank,
     frobenius_norm,
@@ -30,16 +33,28 @@ from trajlab.theory.end_to_end import deficiency_margin
 
 
 @dataclass
-class MetricState:
-    """What a metric may look at; derived quantities are computed once per trace and shared."""
+class MetricState(MetricContext):
+    """The deep linear family's metric context: ``params`` are the layers (W_1, ..., W_N), or
+    (W_e,) for the end-to-end parameterization; the end-to-end matrix and its singular values are
+    computed once per trace and shared. ``matrix_loss(W_e, data)`` is the problem's loss of the
+    end-to-end matrix (default: matrix completion / sensing MSE)."""
 
-    layers: tuple
-    initial_layers: tuple
-    data: Any
+    matrix_loss: Callable | None = None
     top_k: int = 10
     schatten_p: float = 0.5
-    reference_layers: tuple | None = None  # the gradient flow from the same init, at equal t
-    loss: Callable | None = None  # loss(W_e, data); default: matrix completion / sensing MSE
+    end_to_end_parameters: bool = False
+
+    @property
+    def layers(self):
+        return self.params
+
+    @property
+    def initial_layers(self):
+        return self.initial
+
+    @property
+    def reference_layers(self):
+        return self.reference
 
     @cached_property
     def end_to_end(self):
@@ -51,7 +66,7 @@ class MetricState:
 
     @cached_property
     def train_loss(self):
-        return (self.loss or train_loss)(self.end_to_end, self.data)
+        return (self.matrix_loss or train_loss)(self.end_to_end, self.data)
 
     @property
     def target(self):
@@ -59,6 +74,17 @@ class MetricState:
         if target is None:
             raise ConfigError("metrics: this metric needs a problem with a target W* (not real-data regression)")
         return target
+
+
+def _layers_metric(function):
+    """A metric of the layers: NaN for end-to-end runs, whose layers are not trained."""
+
+    def metric(s: MetricState):
+        if s.end_to_end_parameters:
+            return jnp.full((), jnp.nan, s.end_to_end.dtype)
+        return function(s.layers)
+
+    return metric
 
 
 MetricFunction = Callable[[MetricState], Any]
@@ -71,10 +97,8 @@ METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "nuclear_norm": lambda s: nuclear_norm(s.singular_values),
     "schatten_quasi_norm": lambda s: schatten_quasi_norm(s.singular_values, s.schatten_p),
     "frobenius_norm": lambda s: frobenius_norm(s.end_to_end),
-    "balancedness": lambda s: balancedness(s.layers),
-    "balancedness_relative": lambda s: balancedness_relative(s.layers),
-    "distance_from_init": lambda s: distance_from_init(s.layers, s.initial_layers),
-    "distance_to_flow": lambda s: distance_from_init(s.layers, s.reference_layers),
+    "balancedness": _layers_metric(balancedness),
+    "balancedness_relative": _layers_metric(balancedness_relative),
     "end_to_end_distance_to_flow": lambda s: frobenius_norm(s.end_to_end - end_to_end(s.reference_layers)),
     "deficiency_margin": lambda s: deficiency_margin(s.end_to_end, s.target),
     "unobserved_max_abs": lambda s: unobserved_max_abs(s.end_to_end, s.data),
@@ -117,7 +141,7 @@ def resolve_metrics(
 ) -> dict[str, MetricFunction]:
     """Map metric names to functions of ``table`` (default: the deep-linear metrics); ``extra``
     adds user metrics (they may not shadow built-ins)."""
-    table = METRIC_FUNCTIONS if table is None else table
+    table = {**GENERIC_METRIC_FUNCTIONS, **METRIC_FUNCTIONS} if table is None else table
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(table))
     if clash:
@@ -134,9 +158,13 @@ def resolve_metrics(
     return out
 
 
-def evaluate_metrics(functions: dict[str, MetricFunction], state: MetricState) -> dict[str, Any]:
-    """{column name: value}: scalars as is, vectors split into ``prefix_i`` columns, and a metric
-    that returns a dict gives its own columns."""
+def evaluate_metrics(
+    functions: dict[str, MetricFunction], state: Any, columns: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """{column name: value}: scalars as is, vectors split into ``prefix_i`` columns (prefix from
+    ``columns``, default :data:`VECTOR_COLUMNS`, else the name), and a metric that returns a dict
+    gives its own columns."""
+    prefixes = {**VECTOR_COLUMNS, **GENERIC_COLUMNS, **(columns or {})}
     out: dict[str, Any] = {}
     for name, function in functions.items():
         value = function(state)
@@ -147,7 +175,7 @@ def evaluate_metrics(functions: dict[str, MetricFunction], state: MetricState) -
         if value.ndim == 0:
             out[name] = value
         elif value.ndim == 1:
-            prefix = VECTOR_COLUMNS.get(name, name)
+            prefix = prefixes.get(name, name)
             for i in range(value.shape[0]):
                 out[f"{prefix}_{i}"] = value[i]
         else:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import jax.numpy as jnp
 
-from trajlab.metrics.balancedness import distance_from_init
+from trajlab.metrics.generic import MetricContext
 from trajlab.metrics.tensor import (
     cp_component_norms,
     ht_local_component_norms,
@@ -43,24 +43,26 @@ def _top_k(values, k: int):
 
 
 @dataclass
-class TensorMetricState:
-    """What a tensor metric may look at; the dense tensor is computed once per trace and shared."""
+class TensorMetricState(MetricContext):
+    """What a tensor metric may look at; ``full(params)`` -> dense W, computed once per trace and shared."""
 
-    params: Any
-    initial_params: Any
-    data: Any
-    full: Callable[[Any], Any]  # params -> dense W
-    loss: Callable[[Any, Any], Any]  # loss(params, data)
-    top_k: int = 10
-    reference_params: Any = None
+    full: Callable[[Any], Any] | None = None
+
+    @property
+    def initial_params(self):
+        return self.initial
+
+    @property
+    def reference_params(self):
+        return self.reference
+
+    @property
+    def top_k(self) -> int:
+        return self._train("top_k", 10)
 
     @cached_property
     def tensor(self):
         return self.full(self.params)
-
-    @cached_property
-    def train_loss(self):
-        return self.loss(self.params, self.data)
 
 
 def _component_norms(state: TensorMetricState):
@@ -90,11 +92,8 @@ def _matricization_effective_ranks(state: TensorMetricState):
 
 
 TENSOR_METRIC_FUNCTIONS: dict[str, Callable[[TensorMetricState], Any]] = {
-    "train_loss": lambda s: s.train_loss,
     "reconstruction_error": lambda s: normalized_reconstruction_error(s.tensor, s.data.target),
     "frobenius_norm": lambda s: jnp.sqrt(jnp.sum(s.tensor**2)),
-    "distance_from_init": lambda s: distance_from_init(s.params, s.initial_params),
-    "distance_to_flow": lambda s: distance_from_init(s.params, s.reference_params),
     "component_norms": _component_norms,
     "local_component_norms": _local_component_norms,
     "matricization_effective_ranks": _matricization_effective_ranks,

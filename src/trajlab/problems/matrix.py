@@ -42,7 +42,7 @@ def low_rank_target(m: int, n: int, rank: int, rng: np.random.Generator) -> np.n
 
 def make_matrix_problem(config: ProblemConfig) -> MatrixData:
     """Draw the ground truth and observations of ``config`` (numpy, float64)."""
-    if config.dataset == "razin_cohen_2x2":
+    if getattr(config, "dataset", "synthetic") == "razin_cohen_2x2":
         # [[?, 1], [1, 0]]: no ground truth for the unobserved entry.
         rows, cols = np.array([0, 1, 1], np.int32), np.array([1, 0, 1], np.int32)
         return MatrixData(None, rows, cols, None, np.array([1.0, 1.0, 0.0]))

@@ -153,7 +153,7 @@ def tensor_sensing_loss(w, sensing, values, convention: str = "mean"):
     return _squared_error(sensing @ w.reshape(-1) - values, convention)
 
 
-def make_tensor_problem(config):
+def make_tensor_problem(config, completion: bool | None = None):
     """The data of a ``tensor_completion`` / ``tensor_sensing`` :class:`~trajlab.config.ProblemConfig`.
 
     Shape (dim,) * order; W* from ``random_cp_target`` (``target=cp``, CP rank ``rank``) or
@@ -168,7 +168,9 @@ def make_tensor_problem(config):
     else:
         widths = (config.rank,) * (len(_tree_level_sizes(config.order)) - 1)
         target = random_ht_target(shape, widths, rng, core="product")
-    if config.kind == "tensor_completion":
+    if completion is None:
+        completion = config.kind == "tensor_completion"
+    if completion:
         return make_tensor_completion(target, config.observations, rng)
     return make_tensor_sensing(target, config.observations, rng)
 
@@ -176,19 +178,16 @@ def make_tensor_problem(config):
 def make_matricized_tensor_completion(config):
     """The ``tensor_completion`` problem of ``config`` (same W*, same observed entries for the same
     ``seed``, ``order``, ``dim``, ``rank``, ``target`` and ``observations``) as completion of the
-    matrix [W*]_{(1..a)} of shape (m, n) = (dim^a, dim^(order - a)): rows indexed by the first a
+    matrix [W*]_{(1..a)} of shape (m, n) = (dim^a, dim^(order - a)), a = ``row_modes``: rows indexed by the first a
     modes, columns by the others, both in row-major order, so W*.reshape(m, n).
 
     Returns :class:`trajlab.problems.matrix.MatrixData` (completion: ``rows``, ``cols``, ``values``,
     ``target`` (m, n)), the data of the deep linear family: depth-N matrix factorization of the
     matricized tensor on the same observations as the tensor factorizations.
     """
-    import dataclasses
-
     from trajlab.problems.matrix import MatrixData
 
-    tensor_config = dataclasses.replace(config, kind="tensor_completion")
-    data = make_tensor_problem(tensor_config)
+    data = make_tensor_problem(config, completion=True)
     shape = data.target.shape
     flat = np.ravel_multi_index(tuple(data.indices.T.astype(np.int64)), shape)
     rows, cols = np.divmod(flat, config.n)

@@ -15,7 +15,12 @@ import yaml
 from trajlab.config import RunConfig, field_names, list_fields, replace_dotted, static_key, to_flat
 from trajlab.errors import ConfigError
 
-LIST_FIELDS = list_fields()
+
+
+def __getattr__(name: str):
+    if name == "LIST_FIELDS":  # computed on use: plug-ins registered later may add list-typed fields
+        return list_fields()
+    raise AttributeError(name)
 
 
 def _numeric(value: Any) -> Any:
@@ -52,7 +57,7 @@ def split_axes(assignments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, l
     """Separate fixed values from swept ones (lists, except for list-typed fields)."""
     fixed, axes = {}, {}
     for key, value in assignments.items():
-        if isinstance(value, list) and key not in LIST_FIELDS:
+        if isinstance(value, list) and key not in list_fields():
             if not value:
                 raise ConfigError(f"--set: the list of values for {key!r} is empty")
             axes[key] = value

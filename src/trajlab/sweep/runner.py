@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from trajlab import registry
 from trajlab.config import RunConfig, run_id, to_flat
 from trajlab.errors import TrajlabError
 from trajlab.executors import BatchTask, Executor, InProcessExecutor
@@ -130,7 +131,9 @@ def _run_batches(
             while todo and (limit is None or len(in_flight) < limit):
                 batch = todo.popleft()
                 # An absolute path: workers elsewhere do not share our working directory.
-                task = BatchTask(str(store.folder.absolute()), tuple(batch), extra_metrics)
+                task = BatchTask.of(str(store.folder.absolute()), batch, extra_metrics)
+                if executor.remote:
+                    registry.check_remote(task.plugins)
                 if executor.live_progress:
                     progress.start_batch(len(batch))
                 future = executor.submit(task, progress.batch_update if executor.live_progress else None)
@@ -163,6 +166,27 @@ def _run_batches(
         ) from failures[0][1]
 
 
+#: Version of the run-id scheme written to the manifest. 2: one config section per problem / family
+#: kind (trajlab 0.2); configs that 0.1 could express keep 0.1's ids (:func:`trajlab.config.id_fields`).
+RUN_ID_SCHEME = 2
+
+
+def _note_old_ids(store: SweepStore, manifest: dict, ids: set[str], done: set[str], pending: int) -> None:
+    """One line on stderr when a folder written by trajlab 0.1 holds runs whose ids this version
+    computes differently: those configs are re-run (the old runs stay in the folder)."""
+    import sys
+
+    if not manifest or manifest.get("run_id_scheme") or not pending:
+        return
+    stale = len(done - ids)
+    if stale:
+        print(
+            f"note: {store.folder} was written by trajlab 0.1 and {stale} of its runs have ids that trajlab 0.2 "
+            f"computes differently; {pending} runs of this sweep will be (re-)run beside them",
+            file=sys.stderr,
+        )
+
+
 def run_sweep(
     configs: list[RunConfig],
     folder: str | Path,
@@ -173,6 +197,7 @@ def run_sweep(
     max_batch: int = 512,
     show_progress: bool = True,
     executor: Executor | None = None,
+    check_plugins: bool = True,
 ) -> SweepData:
     """Run every config not yet finished in ``folder``; store after each batch; return :func:`load`.
 
@@ -183,6 +208,10 @@ def run_sweep(
     :class:`~trajlab.executors.InProcessExecutor` (made, and shut down, here). An executor
     given by the caller is started if needed but left running, so it can serve several sweeps.
     The batches are the same whatever the executor, so are the results.
+
+    ``check_plugins``: before any run starts, trace (not run) one config of every batch through its
+    family (:func:`trajlab.engine.check_family`), so a plug-in that breaks its contract is a
+    one-line PluginError, not a traceback from a worker.
     """
     import jax
 
@@ -191,6 +220,7 @@ def run_sweep(
     ids = {run_id(c): c for c in configs}
     # Check what is there before writing anything, so that an unreadable file stops the sweep untouched.
     store.check_readable()
+    previous_manifest = store.read_manifest()
     done = store.completed_run_ids()
     finished_baselines = store.completed_baseline_ids()
     owned = executor is None
@@ -203,10 +233,17 @@ def run_sweep(
         device=str(jax.devices()[0].device_kind),
         platform=jax.default_backend(),
         executor=executor.describe(),
+        run_id_scheme=RUN_ID_SCHEME,
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     pending = [c for i, c in ids.items() if i not in done]
+    _note_old_ids(store, previous_manifest, set(ids), done, len(pending))
     batches = group_batches(pending, max_batch)
+    if check_plugins:
+        from trajlab.engine import check_family
+
+        for batch in batches:
+            check_family(batch[0], extra_metrics)
     try:
         with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
             if batches:

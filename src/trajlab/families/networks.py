@@ -1,5 +1,11 @@
 """The small nonlinear network families (``model.kind`` mlp and two_layer) on classification and
-teacher-student problems (issue: beyond linear; Elkabetz & Cohen 2021, Soudry et al. 2018, ...).
+teacher-student problems (Elkabetz & Cohen 2021, Soudry et al. 2018, ...).
+
+``mlp``: fully connected network with ``depth`` weight layers, hidden width ``width``,
+``activation`` (linear, relu, quadratic z^2) between layers, biases if ``bias``; ``two_layer``:
+f(x) = sum_r a_r sigma(w_r^T x) with ``width`` hidden units, both layers trained. Inits: ``xavier``
+(Glorot & Bengio 2010), ``he``, or ``gaussian`` (every entry N(0, scale^2)); two_layer:
+``gaussian`` or ``balanced_random`` (output weights +-||w_r||); see :mod:`trajlab.models.mlp`.
 
 Outputs and losses: digits has 10 outputs (softmax cross-entropy on the logits, or the squared
 loss to one-hot targets); separable_2d and teacher_student have one output (logistic loss on
@@ -12,10 +18,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from trajlab.config import RunConfig
-from trajlab.engine.family import FamilyParts
+import functools
+from dataclasses import dataclass
+
+from trajlab.config import require
 from trajlab.metrics.network_registry import NETWORK_METRIC_FUNCTIONS, NetworkMetricState
-from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
+from trajlab.registry import Family, FamilyParts, register_family
 from trajlab.models.mlp import mlp_apply, mlp_init, two_layer_apply, two_layer_init
 from trajlab.problems.classification import (
     SOUDRY_MAX_MARGIN,
@@ -27,7 +35,57 @@ from trajlab.problems.classification import (
 )
 
 
-def dimensions(config: RunConfig) -> tuple[int, int]:
+ACTIVATIONS = ("linear", "relu", "quadratic")
+NETWORK_PROBLEMS = ("classification", "teacher_student")
+DEFAULT_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "parameter_norm", "distance_from_init")
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """A fully connected network (see :mod:`trajlab.families.networks`)."""
+
+    depth: int = 3
+    width: int = 50
+    activation: str = "relu"
+    bias: bool = False
+    init: str = "xavier"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(1 <= self.depth <= 1000, "model.depth", "an integer in [1, 1000]", self.depth)
+        require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (hidden width)", self.width)
+        require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
+        allowed = ("xavier", "he", "gaussian")
+        require(self.init in allowed, "model.init", f"one of {allowed} for model.kind=mlp", self.init)
+
+
+@dataclass(frozen=True)
+class TwoLayerConfig:
+    """A two-layer network sum_r a_r sigma(w_r^T x) (see :mod:`trajlab.families.networks`)."""
+
+    width: int = 50
+    activation: str = "relu"
+    init: str = "gaussian"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (hidden units)", self.width)
+        require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
+        allowed = ("gaussian", "balanced_random")
+        require(self.init in allowed, "model.init", f"one of {allowed} for model.kind=two_layer", self.init)
+
+
+def check(config) -> None:
+    """Minibatches of at most the training set."""
+    require(
+        config.optimizer.batch_size <= config.problem.observations,
+        "optimizer.batch_size",
+        f"an integer in [0, problem.observations] = [0, {config.problem.observations}]",
+        config.optimizer.batch_size,
+    )
+
+
+def dimensions(config) -> tuple[int, int]:
     """(input dimension, output dimension) of the problem."""
     problem = config.problem
     if problem.kind == "teacher_student":
@@ -37,7 +95,8 @@ def dimensions(config: RunConfig) -> tuple[int, int]:
     return 2, 1
 
 
-def family_parts(config: RunConfig, extra_metrics: dict | None = None) -> FamilyParts:
+def build(config) -> FamilyParts:
+    """Init, loss, minibatch draws and metric context of an MLP or two-layer network."""
     problem, model = config.problem, config.model
     dtype = jnp.float64 if config.train.x64 else jnp.float32
     inputs, outputs = dimensions(config)
@@ -106,26 +165,10 @@ def family_parts(config: RunConfig, extra_metrics: dict | None = None) -> Family
     linear = model.kind == "mlp" and activation == "linear" and not model.bias
     predictor = end_to_end_predictor if linear else None
 
-    max_margin = jnp.asarray(SOUDRY_MAX_MARGIN, dtype) if problem.dataset == "separable_2d" else None
-    functions = resolve_metrics(config.metrics, extra_metrics, table=NETWORK_METRIC_FUNCTIONS)
-    train = config.train
-
-    def metrics(params, initial, reference, data):
-        state = NetworkMetricState(
-            params,
-            initial,
-            data,
-            loss=loss,
-            test_loss=test_loss,
-            accuracy=score,
-            predictor=predictor,
-            max_margin=max_margin,
-            top_k=train.top_k,
-            lanczos_iterations=train.lanczos_iterations,
-            hutchinson_probes=train.hutchinson_probes,
-            reference_params=reference,
-        )
-        return evaluate_metrics(functions, state)
+    max_margin = jnp.asarray(SOUDRY_MAX_MARGIN, dtype) if getattr(problem, "dataset", None) == "separable_2d" else None
+    context = functools.partial(
+        _context, loss=loss, config=config, test_loss=test_loss, accuracy=score, predictor=predictor, max_margin=max_margin
+    )
 
     batch_size = config.optimizer.batch_size
 
@@ -137,4 +180,14 @@ def family_parts(config: RunConfig, extra_metrics: dict | None = None) -> Family
             return data._replace(inputs=data.inputs[index], outputs=data.outputs[index])
         return data._replace(inputs=data.inputs[index], labels=data.labels[index])
 
-    return FamilyParts(init=init, loss=loss, metrics=metrics, minibatch=minibatch)
+    return FamilyParts(init=init, loss=loss, minibatch=minibatch, context=context)
+
+
+def _context(params, initial, reference, data, **fields):
+    return NetworkMetricState(params, initial, reference, data, **fields)
+
+
+_SHARED = dict(problems=NETWORK_PROBLEMS, build=build, metrics=NETWORK_METRIC_FUNCTIONS, default_metrics=DEFAULT_METRICS,
+               check=check)
+register_family(Family("mlp", MLPConfig, description="fully connected network", **_SHARED))
+register_family(Family("two_layer", TwoLayerConfig, description="two-layer network sum_r a_r sigma(w_r^T x)", **_SHARED))
