@@ -43,12 +43,17 @@ STATUSES = {"done", "max_steps", "diverged"}
 PRESETS = ("dmf-completion", "dmf-sensing", "dmf-dynamics")
 
 
-def _all_fields(cls=RunConfig, prefix="") -> list[str]:
+def _all_fields(config=None, prefix="") -> list[str]:
+    """The fields of the default config (deep linear on completion): the problem and model sections
+    start with their kind and hold only that kind's fields."""
+    config = RunConfig() if config is None else config
     names = []
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
-            names.extend(_all_fields(type(default), prefix + f.name + "."))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            if not prefix and f.name in ("problem", "model"):
+                names.append(f"{f.name}.kind")
+            names.extend(_all_fields(value, prefix + f.name + "."))
         else:
             names.append(prefix + f.name)
     return names
@@ -360,8 +365,8 @@ BAD_INPUTS = [
     # (extra args, preset, words the message must contain)
     (["--set", f"problem.observations={M * N + 1}"], "dmf-completion", ["problem.observations", str(M * N)]),
     (["--set", f"problem.rank={min(M, N) + 1}"], "dmf-completion", ["problem.rank", str(min(M, N))]),
-    (["--set", "model.depth=0"], "dmf-completion", ["model.depth", ">= 1"]),
-    (["--set", "model.depth=[0,1]"], "dmf-completion", ["model.depth", ">= 1"]),
+    (["--set", "model.depth=0"], "dmf-completion", ["model.depth", "an integer in [1, 1000]"]),
+    (["--set", "model.depth=[0,1]"], "dmf-completion", ["model.depth", "an integer in [1, 1000]"]),
     (["--set", "model.depth=abc"], "dmf-completion", ["model.depth", "integer"]),
     (["--set", "optimizer.lr=0"], "dmf-completion", ["optimizer.lr", "> 0"]),
     (["--set", "optimizer.lr=-1"], "dmf-completion", ["optimizer.lr", "> 0"]),

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from trajlab import cli
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import check_claims
-from trajlab.plots.edge_of_stability import stability_table
+from trajlab.presets import get_preset
+from trajlab.presets.claims import check_claims
+from trajlab.presets.edge_of_stability import stability_table
 
 PRESET = get_preset("edge-of-stability")
 

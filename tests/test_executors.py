@@ -24,7 +24,7 @@ import pytest
 
 from trajlab.errors import ConfigError, TrajlabError
 from trajlab.executors import InProcessExecutor, make_executor
-from trajlab.experiments import get_preset
+from trajlab.presets import get_preset
 from trajlab.store import SweepStore, load
 from trajlab.sweep import run_sweep, split_axes
 
@@ -286,7 +286,7 @@ MULTI_DEVICE = textwrap.dedent(
     import trajlab.engine.task as task_module
     from trajlab.executors import InProcessExecutor
     from trajlab.sweep import run_sweep, split_axes
-    from trajlab.experiments import get_preset
+    from trajlab.presets import get_preset
 
     settings = json.loads(sys.argv[2])
     fixed, axes = split_axes(settings)

@@ -1,9 +1,12 @@
 """The presets' published claims, checked on shrunken versions (direction of the effect)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from trajlab.experiments import PRESETS, get_preset
+from trajlab.presets import PRESETS, get_preset
 from trajlab.sweep import run_sweep
 
 
@@ -12,6 +15,20 @@ def test_every_preset_resolves_and_quick_is_smaller():
         full, quick = preset.configs(), preset.configs(quick=True)
         assert len(quick) <= len(full)
         assert max(c.train.max_steps for c in quick) <= max(c.train.max_steps for c in full)
+
+
+def test_presets_load_without_matplotlib_and_old_imports_still_work():
+    """A preset module holds its figures, but matplotlib is imported only when one is drawn (``trajlab
+    list`` and running a sweep stay fast); ``trajlab.experiments`` still re-exports the registry."""
+    code = (
+        "import sys, trajlab.presets as p, trajlab.experiments as e, trajlab.experiments.claims_common as c\n"
+        "assert 'matplotlib' not in sys.modules, 'importing the presets imported matplotlib'\n"
+        "assert e.PRESETS is p.PRESETS and e.get_preset is p.get_preset and c.check_claims\n"
+        "print(len(p.presets()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len(PRESETS)
 
 
 def test_full_dmf_completion_grid_is_the_papers():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
+from trajlab import registry
 from trajlab.config import (
-    DEFAULT_METRICS,
-    FAMILY_DEFAULT_METRICS,
     ModelConfig,
     OptimizerConfig,
     ProblemConfig,
@@ -15,7 +14,6 @@ from trajlab.config import (
     replace_dotted,
     run_id,
 )
-from trajlab.engine.family import FAMILIES, family_parts
 from trajlab.errors import ConfigError
 from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
 
@@ -23,15 +21,22 @@ from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
 def test_run_ids_of_deep_linear_configs_survive_the_new_fields():
     # Ids computed by the release before model families existed (commit 2c599ea).
     assert run_id(RunConfig()) == "975387415281e092"
-    changed = replace_dotted(RunConfig(), {"model.kind": "deep_linear", "problem.order": 4})
+    changed = replace_dotted(RunConfig(), {"model.kind": "deep_linear", "problem.kind": "completion"})
     assert run_id(changed) == "975387415281e092"  # both still at their defaults
-    assert run_id(replace_dotted(RunConfig(), {"problem.order": 3})) != "975387415281e092"
+    assert run_id(replace_dotted(RunConfig(), {"problem.rank": 3})) != "975387415281e092"
+    # Ids computed by trajlab 0.1 for the quick dmf-completion sweep (depth 1, scale 1e-2 and 1e-3).
+    quick = {"problem.observations": 2000, "model.depth": 1, "optimizer.lr": 1e-3, "train.max_steps": 60_000,
+             "train.record_points": 40}
+    assert run_id(replace_dotted(RunConfig(), {**quick, "model.scale": 1e-2})) == "b925faf9fb251c35"
 
 
-def test_every_model_kind_has_a_family():
-    from trajlab.config import MODEL_KINDS
-
-    assert set(FAMILIES) == set(MODEL_KINDS)
+def test_the_built_in_families_are_registered_with_their_own_sections():
+    built_in = {"deep_linear", "cp", "hierarchical", "mlp", "two_layer"}
+    assert built_in <= set(registry.families())
+    for name in built_in:
+        family = registry.get_family(name)
+        assert family.origin.startswith("trajlab.families.")
+        assert family.config.kind == name and "scale" in {f.name for f in __import__("dataclasses").fields(family.config)}
 
 
 @pytest.mark.parametrize(
@@ -40,7 +45,8 @@ def test_every_model_kind_has_a_family():
         ({"model.kind": "cp", "model.width": 5}, "problem.kind"),  # cp needs a tensor problem
         ({"model.kind": "mlp", "model.width": 5, "model.init": "xavier"}, "problem.kind"),
         ({"problem.kind": "tensor_completion"}, "problem.kind"),  # deep_linear on a tensor problem
-        ({"model.kind": "mlp"}, "model.init"),  # gaussian_e2e is a deep-linear scheme
+        ({"model.kind": "mlp"}, "problem.kind"),  # an mlp does not solve matrix completion
+        ({"model.kind": "mlp", "model.init": "gaussian_e2e", "problem.kind": "classification"}, "model.init"),
         ({"model.init": "xavier"}, "model.init"),  # and xavier a network scheme
         ({"optimizer.batch_size": 10}, "optimizer.batch_size"),
         ({"problem.kind": "tensor_completion", "model.kind": "cp", "model.width": 3, "model.init": "gaussian",
@@ -66,8 +72,8 @@ def test_default_metrics_follow_the_family():
         {"problem.kind": "tensor_completion", "model.kind": "hierarchical", "model.width": 3, "model.init": "gaussian",
          "problem.order": 4, "problem.dim": 3, "problem.observations": 40},
     )
-    assert config.metrics == FAMILY_DEFAULT_METRICS["hierarchical"]
-    assert RunConfig().metrics == DEFAULT_METRICS
+    assert config.metrics == registry.get_family("hierarchical").default_metrics
+    assert RunConfig().metrics == registry.get_family("deep_linear").default_metrics
 
 
 def test_dict_metrics_become_columns_and_vectors_get_prefixes():
@@ -89,7 +95,7 @@ def test_family_parts_of_a_tensor_run_evaluate_the_completion_loss_from_index_ar
         model=ModelConfig(kind="cp", width=3, init="gaussian", scale=0.5),
         optimizer=OptimizerConfig(name="gd", lr=0.1),
     )
-    parts = family_parts(config)
+    parts = registry.get_family("cp").build(config)
     data = make_data(config.problem)
     params = parts.init(jax.random.PRNGKey(0), 0.5)
     dense = np.einsum("ir,jr,kr->ijk", *[np.asarray(f, np.float64) for f in params])

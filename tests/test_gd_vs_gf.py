@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from trajlab import cli
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import check_claims
-from trajlab.plots.gd_vs_gf import distance_table, step_size_slopes
+from trajlab.presets import get_preset
+from trajlab.presets.claims import check_claims
+from trajlab.presets.gd_vs_gf import distance_table, step_size_slopes
 
 PRESET = get_preset("gd-vs-gf")
 

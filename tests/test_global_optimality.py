@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from trajlab import cli
 from trajlab.baselines.meta_algorithm import completion_dual_bound, meta_algorithm_matrix, relu_polar
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import check_claims
+from trajlab.presets import get_preset
+from trajlab.presets.claims import check_claims
 from trajlab.store import load
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from trajlab.config import RunConfig, field_names
 from trajlab.errors import ConfigError
-from trajlab.experiments import get_preset
+from trajlab.presets import get_preset
 from trajlab.sweep import parse_assignment, split_axes
 
 

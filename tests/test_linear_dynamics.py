@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
-from trajlab.experiments import get_preset  # noqa: E402
+from trajlab.presets import get_preset  # noqa: E402
 from trajlab.baselines.lp_regression import lp_regression_minimum  # noqa: E402
 from trajlab.theory.margins import positive_margin_probability  # noqa: E402
-from trajlab.plots.linear_dynamics import (  # noqa: E402
+from trajlab.presets.linear_dynamics.figures import (  # noqa: E402
     acceleration_figure,
     bound_table,
     convergence_bound_figure,
@@ -28,8 +28,8 @@ from trajlab.plots.linear_dynamics import (  # noqa: E402
     mode_strengths_figure,
     mode_table,
     plateau_figure,
-    table_figure,
 )
+from trajlab.plots import table_figure  # noqa: E402
 from trajlab.sweep import run_sweep  # noqa: E402
 from trajlab.theory.saxe import (  # noqa: E402
     initial_strength,

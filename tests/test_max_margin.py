@@ -15,10 +15,9 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from trajlab import cli
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import check_claims
-from trajlab.experiments.max_margin import PAPER_LR, PROBLEM, paper_step_size
-from trajlab.plots.max_margin import angle_decay_fit
+from trajlab.presets import get_preset
+from trajlab.presets.claims import check_claims
+from trajlab.presets.max_margin import PAPER_LR, PROBLEM, angle_decay_fit, paper_step_size
 from trajlab.problems.registry import make_network_problem
 from trajlab.store import load
 

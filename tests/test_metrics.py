@@ -188,7 +188,9 @@ PARAMETER_METRICS = [
 
 
 def test_evaluate_metrics_matches_numpy_for_every_parameter_metric():
-    assert set(PARAMETER_METRICS) <= set(METRIC_FUNCTIONS)
+    from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS
+
+    assert set(PARAMETER_METRICS) <= set(METRIC_FUNCTIONS) | set(GENERIC_METRIC_FUNCTIONS)
     rng = np.random.default_rng(7)
     layers = random_layers(rng, SHAPES)
     initial = random_layers(rng, SHAPES)
@@ -196,7 +198,7 @@ def test_evaluate_metrics_matches_numpy_for_every_parameter_metric():
     rows = np.array([0, 1, 2, 2], np.int32)
     cols = np.array([3, 0, 1, 2], np.int32)
     data = MatrixData(jnp.asarray(target), jnp.asarray(rows), jnp.asarray(cols), None, jnp.asarray(target[rows, cols]))
-    state = MetricState(tuple(map(jnp.asarray, layers)), tuple(map(jnp.asarray, initial)), data, top_k=5,
+    state = MetricState(tuple(map(jnp.asarray, layers)), tuple(map(jnp.asarray, initial)), None, data, top_k=5,
                         schatten_p=0.4)
     values = evaluate_metrics(resolve_metrics(PARAMETER_METRICS), state)
 

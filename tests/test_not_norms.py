@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from trajlab.config import ModelConfig, ProblemConfig, RunConfig, replace_dotted  # noqa: E402
 from trajlab.errors import ConfigError  # noqa: E402
-from trajlab.experiments import get_preset  # noqa: E402
+from trajlab.presets import get_preset  # noqa: E402
 from trajlab.metrics.registry import unobserved_max_abs  # noqa: E402
 from trajlab.models.deep_linear import DeepLinear, end_to_end  # noqa: E402
 from trajlab.problems import loss_function, make_data  # noqa: E402

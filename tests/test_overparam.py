@@ -10,8 +10,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from trajlab import cli
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import check_claims
+from trajlab.presets import get_preset
+from trajlab.presets.claims import check_claims
 from trajlab.store import load
 
 

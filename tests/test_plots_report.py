@@ -1,4 +1,4 @@
-"""Tests of trajlab.plots (deep matrix factorization figures) and trajlab.report.tables.
+"""Tests of the deep matrix factorization figures (trajlab.presets.dmf, trajlab.plots) and trajlab.report.tables.
 
 Synthetic sweep tables in the stored layout; every plotted / tabulated number is compared with an
 independent pandas / numpy computation (boolean masks and np.median, no groupby in the checks).
@@ -21,13 +21,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from trajlab.plots import (
-    NUCLEAR_NORM_LABEL,
-    loss_figure,
-    save_figure,
-    singular_values_figure,
-    solution_figure,
-)
+from trajlab.plots import NUCLEAR_NORM_LABEL, loss_figure, save_figure
+from trajlab.presets.dmf import singular_values_figure, solution_figure
 from trajlab.report import final_table, render_table, summary_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "trajlab"
@@ -388,7 +383,7 @@ def test_render_table(runs, baselines):
 # layering
 
 
-@pytest.mark.parametrize("path", ["plots/dmf.py", "report/tables.py"])
+@pytest.mark.parametrize("path", sorted(f"plots/{p.name}" for p in (SRC / "plots").glob("*.py")) + ["report/tables.py"])
 def test_no_jax_or_other_trajlab_imports(path):
     """report / plots are pure DataFrame functions: no JAX, and of trajlab only their own layer."""
     tree = ast.parse((SRC / path).read_text())

@@ -15,7 +15,7 @@ from trajlab.problems import test_error as relative_error  # noqa: E402
 
 
 def regression(**kw):
-    base = dict(kind="regression", m=2, n=3, rank=1, observations=7, p=4.0)
+    base = dict(kind="regression", m=2, n=3, observations=7, p=4.0)
     base.update(kw)
     return ProblemConfig(**base)
 
@@ -52,7 +52,7 @@ def test_lp_gradient_matches_finite_differences():
 
 
 def test_whitened_target_has_the_given_singular_values():
-    config = ProblemConfig(kind="whitened", m=4, n=6, rank=1, target_singular_values=(3.0, 2.0, 0.5))
+    config = ProblemConfig(kind="whitened", m=4, n=6, target_singular_values=(3.0, 2.0, 0.5))
     target = make_data(config).target
     np.testing.assert_allclose(np.linalg.svd(target, compute_uv=False), [3.0, 2.0, 0.5, 0, 0, 0][:4], atol=1e-12)
     w = np.ones((4, 6))
@@ -60,7 +60,7 @@ def test_whitened_target_has_the_given_singular_values():
 
 
 def test_real_data_have_no_target_and_test_error_is_nan():
-    config = ProblemConfig(kind="regression", dataset="diabetes", m=1, n=10, rank=1, observations=442)
+    config = ProblemConfig(kind="regression", dataset="diabetes", m=1, n=10, observations=442)
     data = make_data(config)
     assert data.inputs.shape == (442, 10) and data.outputs.shape == (442, 1) and data.target is None
     np.testing.assert_allclose(data.inputs.mean(axis=0), 0, atol=1e-12)
@@ -96,6 +96,6 @@ def test_csv_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="problem.path"):
         regression(dataset="csv", path=None)
     with pytest.raises(ConfigError, match="problem.n"):
-        ProblemConfig(kind="regression", dataset="diabetes", m=1, n=9, rank=1, observations=10)
+        ProblemConfig(kind="regression", dataset="diabetes", m=1, n=9, observations=10)
     with pytest.raises(ConfigError, match="problem.p"):
         regression(p=0.5)

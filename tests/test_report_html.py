@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from trajlab import cli
-from trajlab.experiments import get_preset
-from trajlab.experiments.claims_common import NOT_MEASURED, check_claims
-from trajlab.experiments.preset import Claim
+from trajlab.presets import get_preset
+from trajlab.presets.claims import NOT_MEASURED, check_claims
+from trajlab.presets.preset import Claim
 from trajlab.report import ClaimCheck, IndexEntry, claims_summary, dataframe_html, index_page, report_page
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -350,7 +350,7 @@ def test_report_output_that_is_a_folder_fails(reproduced, tmp_path):
     "args, words",
     [
         (["no-such-preset"], ["no-such-preset", "not-norms"]),
-        (["not-norms", "--set", "model.depth=0"], ["model.depth", ">= 1"]),
+        (["not-norms", "--set", "model.depth=0"], ["model.depth", "an integer in [1, 1000]"]),
         (["not-norms", "--max-batch", "0"], ["--max-batch"]),
     ],
 )

@@ -250,11 +250,13 @@ def _git_head(repo: Path) -> str | None:
 
 
 def _reference_run_id(flat: dict) -> str:
-    """The documented rule; fields added after the first release are left out while at their defaults."""
-    from trajlab.config import _LATER_FIELDS  # the list grows with the config; the rule is checked here
+    """The documented rule: a config that trajlab 0.1 could express is laid over 0.1's defaults and its
+    fields added after 0.1's first release are left out while at their defaults; others hash as they are."""
+    from trajlab.config import _V1_DEFAULTS, _V1_LATER_FIELDS  # the data; the rule is checked here
 
-    defaults = to_flat(RunConfig())
-    flat = {k: v for k, v in flat.items() if not (k in _LATER_FIELDS and v == defaults[k])}
+    if set(flat) <= set(_V1_DEFAULTS):
+        flat = {**_V1_DEFAULTS, **flat}
+        flat = {k: v for k, v in flat.items() if not (k in _V1_LATER_FIELDS and v == _V1_DEFAULTS[k])}
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

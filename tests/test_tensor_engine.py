@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree  # noqa: E402
 
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.engine.task import run_configs  # noqa: E402
-from trajlab.engine.tensor_family import CP_RANK_TOL, final_dense_tensor  # noqa: E402
+from trajlab.families.tensor import CP_RANK_TOL, final_dense_tensor  # noqa: E402
 from trajlab.errors import ConfigError  # noqa: E402
 from trajlab.metrics.tensor import (  # noqa: E402
     cp_component_norms,

@@ -1,4 +1,4 @@
-"""Tests of trajlab.experiments.verify: every numerical check of the theory passes, on numbers
+"""Tests of trajlab.verify: every numerical check of the theory passes, on numbers
 that are not trivially passing (nonzero gaps, moving trajectories, nonzero drifts, a symmetric
 control at depth 1)."""
 
@@ -15,7 +15,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from trajlab.errors import ConfigError  # noqa: E402
-from trajlab.experiments.verify import CHECKS, CheckResult, format_results, run_checks  # noqa: E402
+from trajlab.verify import CHECKS, CheckResult, format_results, run_checks  # noqa: E402
 
 NAMES = [
     "balancedness_conservation",

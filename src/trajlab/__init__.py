@@ -11,7 +11,8 @@ The public API (everything here is documented in the API reference):
   :class:`Preset` / :class:`Claim` / :func:`register_preset`, :func:`load_plugins` (a user's file),
   :func:`check_family` (trace a family's contract without running it).
 - running: :func:`grid` (the configs of a sweep), :func:`run` (run them into a folder),
-  :func:`load` (a sweep folder as DataFrames, :class:`SweepData`).
+  :func:`load` (a sweep folder as DataFrames, :class:`SweepData`), :func:`init_params` (a run's
+  initial parameters), :func:`check_claims` / :func:`not_measured` (a preset's claims on a sweep).
 """
 
 import os as _os
@@ -42,10 +43,8 @@ from trajlab.registry import (  # noqa: E402
     Family,
     FamilyParts,
     Problem,
-    families,
     family,
     problem,
-    problems,
     register_family,
     register_problem,
 )
@@ -55,13 +54,16 @@ from trajlab.store import SweepData, load  # noqa: E402
 _LAZY = {
     "run": ("trajlab.api", "run"),
     "grid": ("trajlab.api", "grid"),
+    "init_params": ("trajlab.api", "init_params"),
+    "check_claims": ("trajlab.presets.claims", "check_claims"),
+    "not_measured": ("trajlab.presets.claims", "not_measured"),
     "MetricContext": ("trajlab.metrics.generic", "MetricContext"),
     "check_family": ("trajlab.engine.task", "check_family"),
-    "Preset": ("trajlab.experiments.preset", "Preset"),
-    "Claim": ("trajlab.experiments.preset", "Claim"),
-    "register_preset": ("trajlab.experiments", "register_preset"),
-    "presets": ("trajlab.experiments", "presets"),
-    "get_preset": ("trajlab.experiments", "get_preset"),
+    "Preset": ("trajlab.presets.preset", "Preset"),
+    "Claim": ("trajlab.presets.preset", "Claim"),
+    "register_preset": ("trajlab.presets", "register_preset"),
+    "registered_presets": ("trajlab.presets", "presets"),
+    "get_preset": ("trajlab.presets", "get_preset"),
 }
 
 
@@ -76,13 +78,27 @@ def __getattr__(name):
     raise AttributeError(f"module 'trajlab' has no attribute {name!r}")
 
 
+def registered_families():
+    """The registered model families by name (``model.kind``): the built-ins, then the user's."""
+    from trajlab.registry import families
+
+    return families()
+
+
+def registered_problems():
+    """The registered problems by name (``problem.kind``): the built-ins, then the user's."""
+    from trajlab.registry import problems
+
+    return problems()
+
+
 def load_plugins(path):
     """Import a Python file (or an importable module name) that registers families, problems or
     presets; returns the presets it defines. Its registrations are then usable by name
     (``model.kind=...``), and remote workers import the same file by its path."""
     import importlib
 
-    from trajlab.experiments import load_presets_file, presets_of
+    from trajlab.presets import load_presets_file, presets_of
 
     if str(path).endswith(".py"):
         return load_presets_file(path)
@@ -108,19 +124,22 @@ __all__ = [
     "TrainConfig",
     "TrajlabError",
     "check_family",
-    "families",
     "family",
     "from_flat",
     "get_preset",
+    "check_claims",
     "grid",
+    "init_params",
     "load",
+    "not_measured",
     "load_plugins",
-    "presets",
     "problem",
-    "problems",
     "register_family",
     "register_preset",
     "register_problem",
+    "registered_families",
+    "registered_presets",
+    "registered_problems",
     "replace_dotted",
     "require",
     "run",

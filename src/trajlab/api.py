@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from trajlab.config import RunConfig, replace_dotted, run_id
 from trajlab.errors import ConfigError
-from trajlab.experiments import Preset, get_preset
+from trajlab.presets import Preset, get_preset, preset_source
 from trajlab.sweep.grid import expand_grid, split_axes
 
 
@@ -114,6 +114,7 @@ def run(
         data = run_sweep(
             configs, out, preset=preset.name if preset is not None else None, baselines=baselines,
             extra_metrics=extra_metrics, max_batch=max_batch, show_progress=progress, executor=chosen,
+            preset_source=preset_source(preset) if preset is not None else None,
         )
     finally:
         if owned:
@@ -126,4 +127,17 @@ def run(
     return data
 
 
-__all__ = ["grid", "run"]
+def init_params(config: RunConfig):
+    """The initial parameters of the run ``config`` exactly as the engine draws them:
+    ``init(PRNGKey(config.seed), model.scale)`` of its family, in the run's precision."""
+    import jax
+    import jax.numpy as jnp
+
+    from trajlab.engine.task import build_task
+
+    task = build_task(config)
+    key = jax.random.PRNGKey(config.seed)
+    return jax.jit(task.init)(key, jnp.asarray(config.model.scale, task.dtype))
+
+
+__all__ = ["grid", "init_params", "run"]

@@ -28,7 +28,7 @@ def _fail(message: str) -> None:
 
 
 def _resolve(preset_name: str, sets: list[str], quick: bool, x64: bool):
-    from trajlab.experiments import get_preset
+    from trajlab.presets import get_preset
     from trajlab.sweep import parse_assignment, split_axes
 
     preset = get_preset(preset_name)
@@ -44,16 +44,24 @@ def default_out(preset_name: str, quick: bool) -> Path:
 
 
 @app.command("list")
-def list_presets() -> None:
-    """List the presets with a one-line description."""
+def list_presets(
+    file: Optional[Path] = typer.Argument(None, help="a Python file of your own: list the presets it defines"),
+) -> None:
+    """List the presets with a one-line description (a file's: run them as FILE:NAME)."""
     from rich.table import Table
 
-    from trajlab.experiments import PRESETS
+    from trajlab.presets import load_presets_file, presets
 
+    try:
+        found = load_presets_file(file) if file is not None else list(presets().values())
+    except TrajlabError as error:
+        _fail(str(error))
     table = Table("preset", "description", box=None)
-    for preset in PRESETS.values():
-        table.add_row(preset.name, preset.description)
+    for preset in found:
+        table.add_row(f"{file}:{preset.name}" if file is not None else preset.name, preset.description)
     console.print(table)
+    if file is not None and not found:
+        console.print(f"{file} defines no preset (a module-level trajlab.Preset)")
 
 
 @app.command("config")
@@ -80,7 +88,7 @@ def show_config(
 
 @app.command("run")
 def run(
-    preset: str = typer.Argument(..., help="preset name (see `trajlab list`)"),
+    preset: str = typer.Argument(..., help="preset name (see `trajlab list`) or path/to/file.py:NAME"),
     set_: List[str] = typer.Option([], "--set", help="key=value; a list [a,b] sweeps the field"),
     out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default results/PRESET[-quick])"),
     x64: bool = typer.Option(False, "--x64", help="float64 instead of float32"),
@@ -122,9 +130,11 @@ def run(
 
         baselines = spec.baselines(configs) if spec.baselines else []
         console.print(f"{spec.name}: {len(configs)} runs, {len(baselines)} baselines -> {folder}")
+        from trajlab.presets import preset_source
+
         data = run_sweep(
             configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress,
-            executor=executor,
+            executor=executor, preset_source=preset_source(spec),
         )
     except TrajlabError as error:
         _fail(str(error))
@@ -197,16 +207,10 @@ def show(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
 @app.command("plot")
 def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
     """Write the preset's figures of a sweep folder as PNG and SVG into FOLDER/figures."""
-    from trajlab.experiments import get_preset
-
     data = _load(folder)
-    presets = data.manifest.get("presets") or []
-    if not presets:
-        _fail(f"DIR: {str(folder)!r} records no preset, so there are no preset figures to draw")
-    try:
-        spec = get_preset(presets[-1])
-    except TrajlabError as error:
-        _fail(str(error))
+    spec, note = _preset_of(data)
+    if spec is None:
+        _fail(f"DIR: {str(folder)!r}: {note}")
     if len(data.runs) == 0:
         _fail(f"DIR: {str(folder)!r} has no finished runs to plot")
     for path in _write_figures(spec, data, folder):
@@ -217,18 +221,25 @@ def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
 
 
 def _preset_of(data):
-    """The preset a sweep folder's manifest records (the last one), or None and a note why not."""
-    from trajlab.experiments import PRESETS
+    """The preset a sweep folder's manifest records (the last one; a user's preset is found again
+    through the file the manifest records), or None and a note why not."""
+    from trajlab.presets import get_preset, presets as registered
 
-    presets = data.manifest.get("presets") or []
-    if not presets:
+    names = data.manifest.get("presets") or []
+    if not names:
         return None, "This sweep folder records no preset: no figures or claims, only its tables and configs."
-    if presets[-1] not in PRESETS:
-        return None, (
-            f"Preset {presets[-1]!r} is unknown to this version of trajlab: no figures or claims, "
-            "only its tables and configs."
-        )
-    return PRESETS[presets[-1]], None
+    name = names[-1]
+    if name in registered():
+        return registered()[name], None
+    source = (data.manifest.get("preset_sources") or {}).get(name)
+    if source:
+        try:
+            return get_preset(source), None
+        except TrajlabError as error:
+            return None, f"Preset {name!r} could not be loaded from {source} ({error}): no figures or claims."
+    return None, (
+        f"Preset {name!r} is unknown to this version of trajlab: no figures or claims, only its tables and configs."
+    )
 
 
 def _figure_images(spec, data) -> dict:
@@ -252,7 +263,7 @@ def _figure_images(spec, data) -> dict:
 
 def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
     """The report page of a loaded sweep and its claims, checked."""
-    from trajlab.experiments.claims_common import check_claims
+    from trajlab.presets.claims import check_claims
     from trajlab.report import final_table, report_page, summary_table
 
     notes = [f"Sweep folder: {Path(folder).resolve()}", *notes]
@@ -336,7 +347,7 @@ def reproduce(
 
     Exit code 0 when every preset ran (1 when one failed, or with --strict when a claim does not hold).
     """
-    from trajlab.experiments import PRESETS
+    from trajlab.presets import presets as registered
     from trajlab.report import IndexEntry, claims_summary, final_table, index_page, runs_summary
     from trajlab.store import SweepStore
 
@@ -344,7 +355,7 @@ def reproduce(
     try:
         if max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
-        for name in dict.fromkeys(presets or list(PRESETS)):
+        for name in dict.fromkeys(presets or list(registered())):
             spec, fixed, axes = _resolve(name, set_, quick, x64)
             plans.append((spec, spec.configs(fixed, axes, quick)))
         root = out if out is not None else Path("results") / ("reproduce-quick" if quick else "reproduce")
@@ -392,7 +403,7 @@ def verify(
 
     Exit code 0 when every check passes, 1 otherwise.
     """
-    from trajlab.experiments.verify import CHECKS, format_results, run_checks
+    from trajlab.verify import CHECKS, format_results, run_checks
 
     unknown = [name for name in check if name not in CHECKS]
     if unknown:

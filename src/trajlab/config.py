@@ -287,9 +287,13 @@ def list_fields() -> set[str]:
 
 
 def to_flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists; a plug-in section
-    starts with its ``kind``)."""
+    """Flatten a config tree to ``{dotted.name: value}`` (tuples become lists; a plug-in section,
+    in a RunConfig or alone, starts with its ``kind``)."""
     out: dict[str, Any] = {}
+    if prefix == "" and not isinstance(config, RunConfig):
+        kind = registry.kind_of("problem", type(config)) or registry.kind_of("model", type(config))
+        if kind is not None:
+            out["kind"] = kind
     for f in fields(config):
         value = getattr(config, f.name)
         name = f"{prefix}{f.name}"

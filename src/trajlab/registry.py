@@ -51,8 +51,11 @@ _FIELD_TYPES = ("int", "float", "str", "bool", "tuple", "None")
 class FamilyParts:
     """What a family builds for one static config (everything the engine needs of the model).
 
-    - ``init(key, scale) -> params``: any pytree of float arrays; ``scale`` is ``model.scale``
-      (batched: vmapped across the runs of a batch, so use it as a traced number).
+    - ``init(key, scale) -> params``: any pytree of float arrays; ``key`` is
+      ``jax.random.PRNGKey(config.seed)``, ``scale`` is ``model.scale`` (both batched: vmapped
+      across the runs of a batch, so use them as traced values). Make the arrays in the run's
+      precision: float64 when ``config.train.x64``, else float32 (``trajlab.init_params(config)``
+      returns what the engine draws).
     - ``loss(params, data) -> scalar``: the training objective (the stopping rule compares it with
       ``train.tol``).
     - ``precondition(params, grads) -> field``: the field F of the flow d theta/dt = -F (None:

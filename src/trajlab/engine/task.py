@@ -129,8 +129,10 @@ def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
     def trace(what, function, *args):
         try:
             return jax.eval_shape(function, *args)
-        except (ConfigError, PluginError):
+        except PluginError:
             raise
+        except ConfigError as error:
+            raise PluginError(f"family {name!r}: {error}") from None
         except Exception as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise PluginError(f"family {name!r}: {what} fails: {type(error).__name__}: {first}") from None

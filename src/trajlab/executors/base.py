@@ -89,7 +89,7 @@ def execute_batch(task: BatchTask, progress: Progress | None = None, device: Any
     import jax
 
     from trajlab.store import SweepStore
-    from trajlab.sweep.runner import batch_frames
+    from trajlab.executors.frames import batch_frames
 
     start = time.perf_counter()
     context = jax.default_device(device) if device is not None else contextlib.nullcontext()

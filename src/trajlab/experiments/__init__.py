@@ -1,98 +1,19 @@
-"""Presets: named, reproducible sweeps with their claims and figures, one module per paper result.
+"""Deprecated alias of :mod:`trajlab.presets`, kept so that old imports keep working.
 
-Every module of this package is imported once and each module-level :class:`Preset` it defines is
-registered (:func:`register_preset`), exactly as a user's preset in their own file is: a new
-built-in preset is a new module here and nothing else. A user's preset is run by
-``trajlab run path/to/file.py:NAME`` (the file is imported, registering its families, problems and
-presets; NAME is the preset's ``name`` or the variable holding it) or ``trajlab.run(preset)``.
+The presets, their registry and the claim machinery moved to :mod:`trajlab.presets`
+(``trajlab.experiments.verify`` to :mod:`trajlab.verify`); import from there.
 """
 
-from __future__ import annotations
+from trajlab.presets import (
+    PRESETS,
+    Claim,
+    Preset,
+    get_preset,
+    load_presets_file,
+    preset_source,
+    presets,
+    presets_of,
+    register_preset,
+)
 
-import importlib
-import pkgutil
-from pathlib import Path
-
-from trajlab.errors import ConfigError, PluginError
-from trajlab.experiments.preset import Claim, Preset
-
-PRESETS: dict[str, Preset] = {}
-_BUILTINS_LOADED = False
-
-
-def register_preset(preset: Preset, *, replace: bool = False) -> Preset:
-    """Make ``preset`` known by its name (``trajlab run NAME``, ``trajlab list``)."""
-    if not isinstance(preset, Preset):
-        raise PluginError(f"register_preset: expected a trajlab.Preset, got {type(preset).__name__}")
-    if not isinstance(preset.name, str) or not preset.name or ":" in preset.name or "/" in preset.name:
-        raise PluginError(f"preset {preset.name!r}: name must be a non-empty string without ':' or '/'")
-    old = PRESETS.get(preset.name)
-    if old is not None and old is not preset and not replace:
-        raise PluginError(f"preset {preset.name!r}: a preset is already registered under this name")
-    PRESETS[preset.name] = preset
-    return preset
-
-
-def presets_of(module) -> list[Preset]:
-    """The module-level Preset objects of a module, in definition order."""
-    return [value for value in vars(module).values() if isinstance(value, Preset)]
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name in ("preset", "claims_common", "verify") or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for preset in presets_of(module):
-            register_preset(preset)
-
-
-def load_presets_file(path: str | Path) -> list[Preset]:
-    """Import a user's Python file (registering its plug-ins) and return the presets it defines."""
-    from trajlab.registry import load_file
-
-    module = load_file(path)
-    return presets_of(module)
-
-
-def get_preset(name: str | Preset) -> Preset:
-    """The preset called ``name`` (a registered name or ``path/to/file.py:NAME``); ConfigError
-    naming the known presets otherwise."""
-    if isinstance(name, Preset):
-        return name
-    _load_builtins()
-    path, colon, attribute = name.rpartition(":")
-    if colon and path.endswith(".py"):
-        from trajlab.registry import load_file
-
-        if not Path(path).is_file():
-            raise ConfigError(f"PRESET: no such file {path!r}")
-        module = load_file(path)
-        found = [p for p in presets_of(module) if p.name == attribute]
-        value = getattr(module, attribute, None)
-        if not found and isinstance(value, Preset):
-            found = [value]
-        if not found:
-            names = [p.name for p in presets_of(module)]
-            raise ConfigError(f"PRESET: {path!r} defines no preset {attribute!r}; its presets: {', '.join(names) or 'none'}")
-        return found[0]
-    if name.endswith(".py"):
-        raise ConfigError(f"PRESET: name a preset of the file as {name}:NAME (see `trajlab list {name}`)")
-    if name not in PRESETS:
-        raise ConfigError(f"PRESET: unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
-def presets() -> dict[str, Preset]:
-    """Every registered preset by name (the built-ins, then those registered by the user)."""
-    _load_builtins()
-    return dict(PRESETS)
-
-
-_load_builtins()
-
-__all__ = ["PRESETS", "Claim", "Preset", "get_preset", "load_presets_file", "presets", "presets_of", "register_preset"]
+__all__ = ["PRESETS", "Claim", "Preset", "get_preset", "load_presets_file", "preset_source", "presets", "presets_of", "register_preset"]

@@ -58,6 +58,7 @@ class DeepLinearConfig:
     condition: str = "none"
 
     def __post_init__(self) -> None:
+        require(self.scale > 0 and self.scale < float("inf"), "model.scale", "a number > 0", self.scale)
         require(1 <= self.depth <= 1000, "model.depth", "an integer in [1, 1000]", self.depth)
         require(self.width is None or 1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] or null", self.width)
         require(self.init in INIT_SCHEMES, "model.init", f"one of {INIT_SCHEMES} for model.kind=deep_linear", self.init)

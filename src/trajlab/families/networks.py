@@ -52,6 +52,7 @@ class MLPConfig:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        require(self.scale > 0 and self.scale < float("inf"), "model.scale", "a number > 0", self.scale)
         require(1 <= self.depth <= 1000, "model.depth", "an integer in [1, 1000]", self.depth)
         require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (hidden width)", self.width)
         require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
@@ -69,6 +70,7 @@ class TwoLayerConfig:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        require(self.scale > 0 and self.scale < float("inf"), "model.scale", "a number > 0", self.scale)
         require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (hidden units)", self.width)
         require(self.activation in ACTIVATIONS, "model.activation", f"one of {ACTIVATIONS}", self.activation)
         allowed = ("gaussian", "balanced_random")

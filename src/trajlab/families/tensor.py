@@ -60,6 +60,7 @@ class CPConfig:
     scale: float = 1e-2
 
     def __post_init__(self) -> None:
+        require(self.scale > 0 and self.scale < float("inf"), "model.scale", "a number > 0", self.scale)
         require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (components)", self.width)
         allowed = ("gaussian", "gaussian_e2e")
         require(self.init in allowed, "model.init", f"one of {allowed} for model.kind=cp", self.init)
@@ -75,6 +76,7 @@ class HierarchicalConfig:
     scale: float = 1e-2
 
     def __post_init__(self) -> None:
+        require(self.scale > 0 and self.scale < float("inf"), "model.scale", "a number > 0", self.scale)
         require(1 <= self.width <= 10**6, "model.width", "an integer in [1, 10^6] (local width)", self.width)
         require(self.core in HIERARCHICAL_CORES, "model.core", f"one of {HIERARCHICAL_CORES}", self.core)
         require(self.init == "gaussian", "model.init", "gaussian for model.kind=hierarchical", self.init)

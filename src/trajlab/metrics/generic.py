@@ -48,7 +48,7 @@ class MetricContext:
     initial: Any
     reference: Any
     data: Any
-    loss: Callable[[Any, Any], Any]
+    loss: Callable[[Any, Any], Any] | None = None
     config: Any = None
 
     @cached_property

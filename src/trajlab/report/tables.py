@@ -135,16 +135,25 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-depth health check of a sweep (what ``trajlab show`` prints).
 
     Index ``model.depth`` (``(model.kind, model.depth)`` when a sweep holds a model other than
-    the deep linear network). Columns: ``runs`` (count), one count per status (``done``,
+    the deep linear network; ``model.kind`` alone when no family of the sweep has a depth; "-" for
+    the runs of a family without one). Columns: ``runs`` (count), one count per status (``done``,
     ``max_steps``, ``diverged`` always, then any other status seen), and for ``train_loss``,
     ``test_error``, ``reconstruction_error``, ``test_loss`` and ``test_accuracy`` (when their
     ``final.`` column exists) ``<metric> median``, ``<metric> min``, ``<metric> max`` of the final
     values over the **non-diverged** runs of that group (NaN when all diverged; NaN finals are
     skipped).
     """
-    _require(runs, ["model.depth", "status"], "runs")
-    by_kind = "model.kind" in runs.columns and bool((runs["model.kind"] != "deep_linear").any())
-    keys = ["model.kind", "model.depth"] if by_kind else ["model.depth"]
+    _require(runs, ["status"], "runs")
+    by_kind = "model.kind" in runs.columns and (
+        bool((runs["model.kind"] != "deep_linear").any()) or "model.depth" not in runs.columns
+    )
+    keys = (["model.kind"] if by_kind else []) + (["model.depth"] if "model.depth" in runs.columns else [])
+    if not keys:
+        raise ValueError("runs is missing required column(s): model.kind")
+    runs = runs.copy()
+    for key in keys:  # a family without a depth field groups under "-"
+        if runs[key].isna().any():
+            runs[key] = runs[key].astype(object).where(runs[key].notna(), "-")
     groups = [runs[k] for k in keys]
     counts = pd.crosstab(groups, runs["status"].astype(str))
     statuses = [*_STATUSES, *sorted(set(counts.columns) - set(_STATUSES))]
@@ -163,9 +172,12 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         stats = values.groupby([kept[k] for k in keys]).agg(["median", "min", "max"])
         stats.columns = [f"{metric} {stat}" for stat in stats.columns]
         summary = summary.join(stats, how="left")
-    if not by_kind:
-        summary.index.name = "model.depth"
-    return summary.sort_index()
+    if len(keys) == 1:
+        summary.index.name = keys[0]
+    try:
+        return summary.sort_index()
+    except TypeError:  # depths mixed with "-"
+        return summary.sort_index(key=lambda index: index.astype(str))
 
 
 def _is_missing(value: object) -> bool:

@@ -26,6 +26,7 @@ from trajlab import registry
 from trajlab.config import RunConfig, run_id, to_flat
 from trajlab.errors import TrajlabError
 from trajlab.executors import BatchTask, Executor, InProcessExecutor
+from trajlab.executors.frames import batch_frames, flat_row  # noqa: F401 - re-exported
 from trajlab.sweep.grid import group_batches
 from trajlab.sweep.progress import SweepProgress
 from trajlab.store import SweepData, SweepStore, load
@@ -68,38 +69,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def flat_row(config: RunConfig) -> dict[str, Any]:
-    """Config fields by dotted name, list values joined by commas (parquet-friendly)."""
-    return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in to_flat(config).items()}
-
-
-def batch_frames(batch: list[RunConfig], extra_metrics: dict | None = None, progress=None):
-    """Run one batch (equal static structure) and return its (runs, trajectories) tables.
-
-    ``progress``: None or a callable receiving the engine's per-recording-point dict.
-    """
-    from trajlab.engine import run_configs
-
-    result = run_configs(batch, extra_metrics, progress=progress)
-    ids = [run_id(c) for c in batch]
-    runs = pd.DataFrame([flat_row(c) for c in batch])
-    runs["run_id"] = ids
-    runs["status"] = result.status
-    runs["steps"] = result.steps
-    runs["wall_s"] = result.wall_s
-    runs["gradient_evaluations"] = result.gradient_evaluations
-    for name, values in result.final.items():
-        runs[f"final.{name}"] = values
-    traj = result.trajectory
-    index = traj.pop("run")
-    lrs = np.array([c.optimizer.lr for c in batch])
-    trajectories = pd.DataFrame({"run_id": np.asarray(ids)[index], "step": traj.pop("step").astype(np.int64)})
-    trajectories["t"] = trajectories["step"].to_numpy() * lrs[index]
-    for name, values in traj.items():
-        trajectories[name] = values
-    return runs, trajectories
 
 
 def _one_line(error: BaseException) -> str:
@@ -198,6 +167,7 @@ def run_sweep(
     show_progress: bool = True,
     executor: Executor | None = None,
     check_plugins: bool = True,
+    preset_source: str | None = None,
 ) -> SweepData:
     """Run every config not yet finished in ``folder``; store after each batch; return :func:`load`.
 
@@ -208,6 +178,9 @@ def run_sweep(
     :class:`~trajlab.executors.InProcessExecutor` (made, and shut down, here). An executor
     given by the caller is started if needed but left running, so it can serve several sweeps.
     The batches are the same whatever the executor, so are the results.
+
+    ``preset_source``: ``file.py:NAME`` of a preset defined in a user's file, recorded in the
+    manifest so that report and plot find the preset again.
 
     ``check_plugins``: before any run starts, trace (not run) one config of every batch through its
     family (:func:`trajlab.engine.check_family`), so a plug-in that breaks its contract is a
@@ -234,6 +207,8 @@ def run_sweep(
         platform=jax.default_backend(),
         executor=executor.describe(),
         run_id_scheme=RUN_ID_SCHEME,
+        **({"preset_sources": {**previous_manifest.get("preset_sources", {}), preset: preset_source}}
+           if preset and preset_source else {}),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     pending = [c for i, c in ids.items() if i not in done]

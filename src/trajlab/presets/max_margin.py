@@ -66,22 +66,36 @@ records; 245 s of CPU on a 2-core machine shared with other jobs, 14 min wall th
   4.5e-13, unchanged to 4 digits over the horizon.
 ``--quick`` (10^6 iterations, ~13 s CPU): GD angle 2.53e-3 at t = 1.06e4 -> 7.8e-4 at 1e6,
 c = 0.0179 with R^2 = 0.58, p = 0.26; all three claims hold.
+
+Figures (:func:`max_margin_figure`, the paper's Fig. 1, and :func:`angle_fit_figure`, with
+:func:`angle_decay_fit`, the fits of the angle's decay they are read with): the x-axis is the
+iteration count (``step``), as in the paper; GD and GD with momentum at different step sizes share
+it. Every curve is drawn from the stored trajectories (``angle_to_max_margin``,
+``normalized_margin``, ``train_loss``, ``parameter_norm``) and the stored hard-margin SVM baseline
+(``max_margin_svm``: its ``margin`` = 1 / ||w_svm||); nothing is recomputed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from trajlab.baselines.svm import angle_between, hard_margin_svm
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
-from trajlab.experiments.claims_common import baseline_rows, by_run, fmt, lacks, not_measured
-from trajlab.experiments.preset import Claim, Preset
+from trajlab.presets.claims import baseline_rows, by_run, fmt, lacks, not_measured
+from trajlab.presets.preset import Claim, Preset
 from trajlab.problems.classification import SOUDRY_MARGIN, SOUDRY_MAX_MARGIN
 from trajlab.problems.registry import make_network_problem
+from trajlab.report.columns import require_columns
 from trajlab.sweep.runner import BaselineJob, baseline_id, flat_row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRICS = ("train_loss", "angle_to_max_margin", "normalized_margin", "parameter_norm", "train_accuracy")
 MOMENTUM = 0.9
@@ -146,17 +160,21 @@ def _svm_solver(problem: ProblemConfig):
 # claims
 
 
-def _effective_step(run) -> float:
+def run_label(run: pd.Series) -> str:
+    """'GD, lr 1.4' or 'momentum 0.9, lr 0.14' (lr in the mean-loss convention)."""
+    name = str(run["optimizer.name"])
+    lr = float(run["optimizer.lr"])
+    if name in ("momentum", "nesterov"):
+        return f"{name} {float(run['optimizer.momentum']):g}, lr {lr:.3g}"
+    return f"{'GD' if name == 'gd' else name}, lr {lr:.3g}"
+
+
+def effective_step(run: pd.Series) -> float:
+    """lr / (1 - momentum) for heavy-ball / Nesterov runs (their step on a slowly varying gradient), else lr."""
     lr = float(run["optimizer.lr"])
     if str(run["optimizer.name"]) in ("momentum", "nesterov"):
         return lr / (1.0 - float(run["optimizer.momentum"]))
     return lr
-
-
-def _label(run) -> str:
-    from trajlab.plots.max_margin import run_label
-
-    return run_label(run)
 
 
 def _svm(data):
@@ -170,7 +188,7 @@ def _scoped_runs(data):
     runs = data.runs
     gd = runs[runs["optimizer.name"] == "gd"]
     limit = float(gd["optimizer.lr"].max()) if len(gd) else PAPER_LR
-    steps = runs.apply(_effective_step, axis=1)
+    steps = runs.apply(effective_step, axis=1)
     inside = steps <= limit * (1 + 1e-9)
     return runs[inside], runs[~inside]
 
@@ -200,8 +218,6 @@ def angle_decreases_to_zero(data):
     its value at the tail's start, and theta log t never increases either (the decay is at least as
     fast as the O(1/log t) of Theorem 3). Reports the fit theta ~ c / log t (c, R^2) and the power law
     theta ~ t^-p."""
-    from trajlab.plots.max_margin import angle_decay_fit
-
     reason = lacks(data, runs=["optimizer.name", "optimizer.lr"], trajectories=["angle_to_max_margin"])
     if reason:
         return not_measured(reason)
@@ -214,7 +230,7 @@ def angle_decreases_to_zero(data):
             continue
         end = _tail(trajectory)
         if len(end) < 3:
-            parts.append(f"{_label(run)}: too few records on the tail")
+            parts.append(f"{run_label(run)}: too few records on the tail")
             holds = False
             continue
         checked += 1
@@ -227,7 +243,7 @@ def angle_decreases_to_zero(data):
         fit = angle_decay_fit(trajectory["step"], trajectory["angle_to_max_margin"], TAIL_DECADES)
         holds &= monotone and bound and fell
         parts.append(
-            f"{_label(run)}: angle {fmt(angle[0])} at t = {fmt(t[0])} -> {fmt(angle[-1])} at t = {fmt(t[-1])}"
+            f"{run_label(run)}: angle {fmt(angle[0])} at t = {fmt(t[0])} -> {fmt(angle[-1])} at t = {fmt(t[-1])}"
             f"{'' if monotone else ' (not monotone)'}; angle x log t {fmt(scaled[0])} -> {fmt(scaled[-1])}"
             f"{'' if bound else ' (rises)'}; fit c / log t: c = {fmt(fit.c)}, R^2 = {fmt(fit.r2)}, relative rms "
             f"{fmt(fit.relative_rms)}; power law t^-p: p = {fmt(fit.p)}, R^2 = {fmt(fit.power_r2, 5)}"
@@ -239,7 +255,7 @@ def angle_decreases_to_zero(data):
         if trajectory is not None:
             end = _tail(trajectory)
             parts.append(
-                f"left out (effective step {fmt(_effective_step(run))} > GD's): {_label(run)}: angle "
+                f"left out (effective step {fmt(effective_step(run))} > GD's): {run_label(run)}: angle "
                 f"{fmt(float(end['angle_to_max_margin'].iloc[0]))} -> {fmt(float(end['angle_to_max_margin'].iloc[-1]))}"
             )
     return "; ".join(parts), holds
@@ -269,13 +285,13 @@ def loss_decays_like_one_over_t(data):
         loss = end["train_loss"].to_numpy(dtype=float)
         norm = end["parameter_norm"].to_numpy(dtype=float)
         slope = float(np.polyfit(np.log(t), np.log(loss), 1)[0])
-        constant = float(t[-1] * loss[-1] * _effective_step(run))
+        constant = float(t[-1] * loss[-1] * effective_step(run))
         growth = float(np.polyfit(np.log(t), norm, 1)[0])
         ok = -1.05 <= slope <= -0.95 and abs(constant / w_squared - 1) <= 0.02
         ok &= abs(growth / math.sqrt(w_squared) - 1) <= 0.05
         holds &= ok
         parts.append(
-            f"{_label(run)}: slope of log L {fmt(slope, 4)}, t L lr_eff = {fmt(constant, 4)} (||w_svm||^2 = "
+            f"{run_label(run)}: slope of log L {fmt(slope, 4)}, t L lr_eff = {fmt(constant, 4)} (||w_svm||^2 = "
             f"{fmt(w_squared, 4)}), d||w|| / d log t = {fmt(growth, 4)} (||w_svm|| = {fmt(math.sqrt(w_squared), 4)})"
         )
     if checked == 0:
@@ -286,15 +302,184 @@ def loss_decays_like_one_over_t(data):
             end = _tail(trajectory)
             loss = end["train_loss"].to_numpy(dtype=float)
             parts.append(
-                f"left out (effective step {fmt(_effective_step(run))} > GD's): {_label(run)}: loss "
+                f"left out (effective step {fmt(effective_step(run))} > GD's): {run_label(run)}: loss "
                 f"{fmt(loss[0])} -> {fmt(loss[-1])}, ||w|| {fmt(float(end['parameter_norm'].iloc[-1]))}"
             )
     return "; ".join(parts), holds
 
 
-def max_margin_figures(data) -> dict:
-    from trajlab.plots.max_margin import angle_fit_figure, max_margin_figure
+# ---------------------------------------------------------------------------------------------
+# the fit of the angle's decay, and the figures
 
+
+@dataclass(frozen=True)
+class AngleDecayFit:
+    """Two fits of the angle theta(t) (radians) on a tail of iterations t.
+
+    inverse_log: theta ~ c / log t, least squares through the origin in the variable 1 / log t;
+    ``r2`` is its coefficient of determination (1 - residual sum of squares / total sum of squares
+    about the mean of theta) and ``relative_rms`` the root mean square of (fit - theta) / theta.
+    power: log theta ~ log C - p log t (ordinary least squares), ``p`` and ``power_r2``.
+    ``start`` / ``end``: the first and last iteration of the tail, ``points`` how many records.
+    """
+
+    c: float
+    r2: float
+    relative_rms: float
+    p: float
+    power_r2: float
+    start: int
+    end: int
+    points: int
+
+
+def tail(steps: np.ndarray, values: np.ndarray, decades: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """The records with step >= last step / 10^decades (and step >= 2, so that log t > 0)."""
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    keep = (steps >= max(2.0, steps.max() / 10.0**decades)) & np.isfinite(values) & (values > 0)
+    return steps[keep], values[keep]
+
+
+def angle_decay_fit(steps, angle, decades: float = 2.0) -> AngleDecayFit:
+    """Fit theta ~ c / log t and theta ~ C t^-p on the last ``decades`` decades of iterations."""
+    t, theta = tail(steps, angle, decades)
+    if t.size < 3:
+        raise ValueError(f"angle_decay_fit: {t.size} records on the tail, need 3 or more")
+    x = 1.0 / np.log(t)
+    c = float(np.dot(x, theta) / np.dot(x, x))
+    fitted = c * x
+    total = float(np.sum((theta - theta.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((theta - fitted) ** 2)) / total if total > 0 else math.nan
+    relative_rms = float(np.sqrt(np.mean(((fitted - theta) / theta) ** 2)))
+    slope, intercept = np.polyfit(np.log(t), np.log(theta), 1)
+    residual = np.log(theta) - (slope * np.log(t) + intercept)
+    log_total = float(np.sum((np.log(theta) - np.log(theta).mean()) ** 2))
+    power_r2 = 1.0 - float(np.sum(residual**2)) / log_total if log_total > 0 else math.nan
+    return AngleDecayFit(c, r2, relative_rms, float(-slope), power_r2, int(t[0]), int(t[-1]), int(t.size))
+
+
+def _svm_margin(baselines: pd.DataFrame | None) -> float:
+    if baselines is None or len(baselines) == 0 or "baseline" not in baselines.columns:
+        return math.sqrt(2.0)  # closed form of Soudry et al.'s set (no baseline stored)
+    rows = baselines[baselines["baseline"] == "max_margin_svm"]
+    return float(rows["margin"].iloc[0]) if len(rows) else math.sqrt(2.0)
+
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def _runs_in_order(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.sort_values(["optimizer.name", "optimizer.lr"], ascending=[True, False], kind="stable")
+
+
+def max_margin_figure(runs: pd.DataFrame, trajectories: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
+    """Soudry et al. (2018), Fig. 1 B-E, against the iteration t (log x-axis), a line per run.
+
+    Panels: the angle between w(t) and w_svm (radians); the margin gap
+    margin(w_svm) - min_i y_i <w(t), x_i> / ||w(t)|| (margin of the stored SVM baseline); the train
+    loss (mean logistic loss) with the predicted tail ||w_svm||^2 / (t * effective step), dashed,
+    effective step = lr / (1 - momentum); and ||w(t)|| with the predicted slope ||w_svm|| log t
+    (dashed, through each run's last point).
+    """
+    from matplotlib.figure import Figure
+
+    require_columns(runs, ["run_id", "optimizer.name", "optimizer.lr", "optimizer.momentum"], "runs")
+    require_columns(
+        trajectories,
+        ["run_id", "step", "angle_to_max_margin", "normalized_margin", "train_loss", "parameter_norm"],
+        "trajectories",
+    )
+    margin = _svm_margin(baselines)
+    w_svm_squared = 1.0 / margin**2  # ||w_svm||^2 = 1 / margin^2
+    fig = Figure(figsize=(16.0, 4.0), layout="constrained")
+    axes = fig.subplots(1, 4)
+    by_run = {rid: t.sort_values("step") for rid, t in trajectories.groupby("run_id")}
+    for color, (_, run) in zip(_COLORS * 4, _runs_in_order(runs).iterrows()):
+        trajectory = by_run.get(run["run_id"])
+        if trajectory is None:
+            continue
+        trajectory = trajectory[trajectory["step"] >= 1]
+        t = trajectory["step"].to_numpy(dtype=float)
+        label = run_label(run)
+        axes[0].plot(t, trajectory["angle_to_max_margin"], color=color, label=label)
+        gap = margin - trajectory["normalized_margin"].to_numpy(dtype=float)
+        axes[1].plot(t, np.where(gap > 0, gap, np.nan), color=color, label=label)
+        axes[2].plot(t, trajectory["train_loss"], color=color, label=label)
+        axes[2].plot(t, w_svm_squared / (t * effective_step(run)), color=color, linestyle="--", linewidth=0.9)
+        norm = trajectory["parameter_norm"].to_numpy(dtype=float)
+        axes[3].plot(t, norm, color=color, label=label)
+        axes[3].plot(t, norm[-1] + math.sqrt(w_svm_squared) * (np.log(t) - np.log(t[-1])), color=color,
+                     linestyle="--", linewidth=0.9)
+    titles = (
+        ("angle to w_svm (rad)", "log"),
+        ("margin gap", "log"),
+        ("train loss (dashed: ||w_svm||² / (η_eff t))", "log"),
+        ("||w(t)|| (dashed: slope ||w_svm|| log t)", "linear"),
+    )
+    for ax, (title, yscale) in zip(axes, titles):
+        ax.set_xscale("log")
+        ax.set_yscale(yscale)
+        ax.set_xlabel("iteration t")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[3].set_ylim(bottom=0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(1, len(labels)), frameon=False)
+    return fig
+
+
+def angle_fit_figure(runs: pd.DataFrame, trajectories: pd.DataFrame, decades: float = 2.0) -> Figure:
+    """The decay of the angle against 1 / log t (log-log, so theta ~ c / log t is a line of slope 1),
+    with the fit theta ~ c / log t on the last ``decades`` decades of iterations (dashed; c, R^2 and the
+    power-law exponent p of theta ~ t^-p in the legend) for each run, drawn from one decade before that
+    tail on (a fit with R^2 <= 0 is not drawn); right: theta log t against t (log-log; flat if
+    theta ~ c / log t, falling if the angle decays faster)."""
+    from matplotlib.figure import Figure
+
+    require_columns(runs, ["run_id", "optimizer.name", "optimizer.lr", "optimizer.momentum"], "runs")
+    require_columns(trajectories, ["run_id", "step", "angle_to_max_margin"], "trajectories")
+    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    by_run = {rid: t.sort_values("step") for rid, t in trajectories.groupby("run_id")}
+    for color, (_, run) in zip(_COLORS * 4, _runs_in_order(runs).iterrows()):
+        trajectory = by_run.get(run["run_id"])
+        if trajectory is None:
+            continue
+        steps = trajectory["step"].to_numpy(dtype=float)
+        angle = trajectory["angle_to_max_margin"].to_numpy(dtype=float)
+        label = run_label(run)
+        keep = steps >= 2
+        right.plot(steps[keep], angle[keep] * np.log(steps[keep]), color=color, label=label)
+        shown = steps >= max(2.0, steps.max() / 10.0 ** (decades + 1))
+        left.plot(1.0 / np.log(steps[shown]), angle[shown], color=color, marker=".", markersize=3, linewidth=0.8,
+                  label=label)
+        try:
+            fit = angle_decay_fit(steps, angle, decades)
+        except ValueError:
+            continue
+        if not fit.r2 > 0:  # e.g. a run whose angle does not move: no 1/log t law to draw
+            left.plot([], [], color=color, linestyle="--", label=f"c / log t: R² = {fit.r2:.3g} < 0, not drawn")
+            continue
+        x = 1.0 / np.log(steps[shown])
+        left.plot(x, fit.c * x, color=color, linestyle="--", linewidth=1.0,
+                  label=f"c / log t on t >= {fit.start:.3g}: c = {fit.c:.3g}, R² = {fit.r2:.3f}; t^-p: p = {fit.p:.3g}")
+        left.axvline(1.0 / math.log(fit.start), color="0.6", linewidth=0.6, linestyle=":")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("1 / log t   (dotted: start of the fitted tail; c / log t is a line of slope 1)")
+    left.set_ylabel("angle to w_svm (rad)")
+    left.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("iteration t")
+    right.set_title("angle x log t", fontsize=9)
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+    return fig
+
+
+def max_margin_figures(data) -> dict:
     return {
         "max_margin": max_margin_figure(data.runs, data.trajectories, data.baselines),
         "angle_decay_fit": angle_fit_figure(data.runs, data.trajectories, TAIL_DECADES),

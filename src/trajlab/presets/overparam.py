@@ -28,15 +28,25 @@ students' like t^-1.0 to t^-1.1: the gap keeps widening. Held-out loss (1000 sam
 (narrow) against 2.36 (wide). ``--quick`` (1000 samples, 3 seeds, 3000 steps; 23 s CPU): medians
 0.0332 against 0.00078 (ratio 0.023), again separated; with 1000 samples both students could
 interpolate, so the quick version shows the speed of the descent rather than a landscape barrier.
+
+Figures: :func:`student_loss_figure`, the SGD training loss of the students of each width along
+training, and :func:`final_loss_figure`, the final train loss per width.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import pandas as pd
 
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig
-from trajlab.experiments.claims_common import fmt, lacks, not_measured
-from trajlab.experiments.preset import Claim, Preset
+from trajlab.presets.claims import fmt, lacks, not_measured
+from trajlab.presets.preset import Claim, Preset
+from trajlab.report.columns import require_columns
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: "Far lower": the median final train loss of the widest student is at most this fraction of the narrowest's.
 FAR_LOWER = 0.25
@@ -70,9 +80,71 @@ def wider_student_ends_lower(data):
     return measured, ratio <= FAR_LOWER
 
 
-def overparam_figures(data) -> dict:
-    from trajlab.plots.overparam import final_loss_figure, student_loss_figure
+# ---------------------------------------------------------------------------------------------
+# figures
 
+
+_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e")
+
+
+def student_loss_figure(runs: pd.DataFrame, trajectories: pd.DataFrame) -> Figure:
+    """Train loss (mean squared error) against the SGD step (log-log), a thin line per seed and a
+    thick line for the median over seeds of each student width (``model.width``); right: the same
+    for the held-out loss when the sweep has a test split."""
+    from matplotlib.figure import Figure
+
+    require_columns(runs, ["run_id", "model.width", "seed"], "runs")
+    require_columns(trajectories, ["run_id", "step", "train_loss"], "trajectories")
+    test = "test_loss" in trajectories.columns and trajectories["test_loss"].notna().any()
+    fig = Figure(figsize=(11.0 if test else 6.0, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2 if test else 1, squeeze=False)[0]
+    columns = [("train_loss", "train loss")] + ([("test_loss", "test loss")] if test else [])
+    by_run = {rid: t.sort_values("step") for rid, t in trajectories.groupby("run_id")}
+    teacher = f" (teacher width {runs['problem.teacher_width'].iloc[0]})" if "problem.teacher_width" in runs else ""
+    for color, (width, block) in zip(_COLORS * 4, runs.groupby("model.width", sort=True)):
+        for ax, (column, title) in zip(axes, columns):
+            curves = []
+            for run_id in block["run_id"]:
+                trajectory = by_run.get(run_id)
+                if trajectory is None:
+                    continue
+                trajectory = trajectory[trajectory["step"] >= 1]
+                ax.plot(trajectory["step"], trajectory[column], color=color, alpha=0.35, linewidth=0.8)
+                curves.append(trajectory.set_index("step")[column])
+            if curves:
+                median = pd.concat(curves, axis=1).median(axis=1, skipna=True)
+                ax.plot(median.index, median.to_numpy(), color=color, linewidth=2.2,
+                        label=f"student width {width} (median of {len(curves)} seeds)")
+            ax.set_title(title + teacher, fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("SGD step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def final_loss_figure(runs: pd.DataFrame) -> Figure:
+    """Final train loss of every seed (dots) and the median (bar) per student width, log scale."""
+    from matplotlib.figure import Figure
+
+    require_columns(runs, ["model.width", "final.train_loss"], "runs")
+    fig = Figure(figsize=(4.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    widths = sorted(runs["model.width"].unique())
+    for position, (color, width) in enumerate(zip(_COLORS * 4, widths)):
+        values = runs.loc[runs["model.width"] == width, "final.train_loss"].astype(float).to_numpy()
+        ax.scatter(np.full(values.size, position), values, color=color, zorder=3)
+        ax.hlines(np.median(values), position - 0.3, position + 0.3, color=color, linewidth=2.5)
+    ax.set_xticks(range(len(widths)), [f"width {w}" for w in widths])
+    ax.set_yscale("log")
+    ax.set_ylabel("final train loss")
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def overparam_figures(data) -> dict:
     return {
         "student_loss": student_loss_figure(data.runs, data.trajectories),
         "final_loss": final_loss_figure(data.runs),

@@ -86,7 +86,7 @@ def _config(
     size = len(TARGET_SINGULAR_VALUES)
     return RunConfig(
         problem=ProblemConfig(
-            kind="whitened", m=size, n=size, rank=1, observations=1, seed=0,
+            kind="whitened", m=size, n=size, seed=0,
             target_singular_values=TARGET_SINGULAR_VALUES,
         ),
         model=ModelConfig(depth=DEPTH, init=init, scale=scale, parameterization=parameterization),

@@ -1,4 +1,5 @@
-"""Figures and tables for the dynamics of deep linear networks.
+"""Figures and tables of the presets of :mod:`trajlab.presets.linear_dynamics`: the dynamics of deep
+linear networks.
 
 Three published results, one group of pure functions each (DataFrame in, matplotlib
 :class:`~matplotlib.figure.Figure` or DataFrame out, built with ``Figure()`` and never through
@@ -12,9 +13,9 @@ pyplot):
 * the closed-form mode dynamics of a two-layer network (Saxe, McClelland, Ganguli, ICLR 2014):
   :func:`mode_table`, :func:`mode_strengths_figure`, :func:`mode_error_figure`.
 
-:func:`table_figure` draws any of the tables as a figure. Inputs are the stored sweep tables
-(``runs``, ``trajectories``, ``baselines``); closed forms and bounds are evaluated from stored
-columns with :mod:`trajlab.theory`, nothing is re-run.
+:func:`trajlab.plots.table_figure` draws any of the tables as a figure. Inputs are the stored
+sweep tables (``runs``, ``trajectories``, ``baselines``); closed forms and bounds are evaluated from
+stored columns with :mod:`trajlab.theory`, nothing is re-run.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ __all__ = [
     "mode_strengths_figure",
     "mode_table",
     "plateau_figure",
-    "table_figure",
 ]
 
 #: ``baseline`` name of the rows holding the minimum of an l_p regression loss (column ``train_loss``).
@@ -249,36 +249,6 @@ def loss_at_steps(
     order = grouped["_order"].first()
     keys = sorted(out.index, key=lambda k: (-float(k[0]), order[k]))
     return out.loc[keys]
-
-
-def table_figure(table: pd.DataFrame, *, title: str | None = None, number_format: str = "{:.3g}") -> Figure:
-    """A DataFrame drawn as a matplotlib table (index levels as leading columns); numbers with ``number_format``."""
-    frame = table.reset_index()
-    cells = [
-        [number_format.format(v) if isinstance(v, (float, np.floating)) and not pd.isna(v) else
-         ("-" if pd.isna(v) else _fmt(v)) for v in row]
-        for row in frame.itertuples(index=False)
-    ]
-    widths = [max([len(str(column))] + [len(row[i]) for row in cells]) for i, column in enumerate(frame.columns)]
-    size = (0.07 * sum(widths) + 0.25 * len(widths) + 0.4, 0.24 * (len(frame) + 1) + (0.45 if title else 0.15))
-    fig = Figure(figsize=size, layout="constrained")
-    ax = fig.subplots()
-    ax.axis("off")
-    total = float(sum(widths) + 3 * len(widths))
-    drawn = ax.table(
-        cellText=cells, colLabels=[str(c) for c in frame.columns], cellLoc="right", bbox=[0, 0, 1, 1],
-        colWidths=[(w + 3) / total for w in widths],
-    )
-    drawn.auto_set_font_size(False)
-    drawn.set_fontsize(8)
-    text_columns = {i for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])}
-    for (row, col), cell in drawn.get_celld().items():
-        if col in text_columns:
-            cell.set_text_props(ha="left")
-            cell.PAD = 0.02
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,17 +8,30 @@
 - ``dmf-dynamics``: plain GD; singular values of the end-to-end matrix are learned one after
   another, more sharply for deeper factorizations (paper, Figure 3; Theorem 3: d sigma_r/dt is
   proportional to sigma_r^(2-2/N)).
+
+Figures, pure functions of the stored tables (``runs``, ``trajectories``, ``baselines``; nothing
+is recomputed, every plotted number is a stored column or a median of them):
+
+* :func:`solution_figure` - final test error / nuclear norm / effective rank against init scale,
+  a line per depth, the nuclear-norm-minimization baseline as a dashed line (the paper's Figure 2);
+* :func:`singular_values_figure` - top singular values of the end-to-end matrix along training,
+  a panel per depth (the paper's Figure 3);
+* :func:`trajlab.plots.loss_figure` - the train loss along training, a line per run.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from trajlab.baselines import nuclear_norm_completion, nuclear_norm_sensing
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
-from trajlab.experiments.claims_common import (
+from trajlab.presets.claims import (
     baseline_rows,
     by_run,
     crossing,
@@ -27,9 +40,13 @@ from trajlab.experiments.claims_common import (
     not_measured,
     problem_columns,
 )
-from trajlab.experiments.preset import Claim, Preset
+from trajlab.presets.preset import Claim, Preset
 from trajlab.problems.matrix import make_matrix_problem
+from trajlab.report.columns import require_columns
 from trajlab.sweep.runner import BaselineJob, baseline_id, flat_row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
@@ -196,8 +213,254 @@ def singular_values_one_by_one(data):
     return "; ".join(parts), holds
 
 
+# ---------------------------------------------------------------------------------------------
+# figures
+
+# Name of the nuclear-norm-minimization rows in the ``baselines`` table (column ``baseline``).
+_NUCLEAR_NORM_BASELINE = "nuclear_norm"
+
+_SV_COLUMN = re.compile(r"^sv_(\d+)$")
+
+
+def _group_title(group: str, value: object, kinds: Sequence[str]) -> str:
+    from trajlab.plots.lines import format_value
+
+    if group == "problem.observations":
+        kinds = sorted(set(kinds))
+        noun = {"completion": "observed entries", "sensing": "measurements"}.get(
+            kinds[0] if len(kinds) == 1 else "", "observations"
+        )
+        return f"{format_value(value)} {noun}"
+    return f"{group} = {format_value(value)}"
+
+
+def _nuclear_norm_baseline(
+    baselines: pd.DataFrame | None, runs_subset: pd.DataFrame, metric: str
+) -> float | None:
+    """Median of the nuclear-norm baseline's ``metric`` over the problems present in the runs.
+
+    Problems are matched on the ``problem.*`` columns the two tables share; with none shared,
+    every nuclear-norm row counts (a single-problem sweep). Rows with a non-finite value (a
+    failed solve) are skipped. Returns None when nothing matches.
+    """
+    if baselines is None or len(baselines) == 0 or metric not in baselines.columns:
+        return None
+    if "baseline" not in baselines.columns:
+        raise ValueError("baselines is missing required column(s): baseline")
+    rows = baselines[baselines["baseline"] == _NUCLEAR_NORM_BASELINE]
+    keys = [c for c in runs_subset.columns if c.startswith("problem.") and c in rows.columns]
+    if keys and len(rows):
+        problems = runs_subset[keys].drop_duplicates()
+        rows = rows.merge(problems, on=keys, how="inner")
+    values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None
+
+
+def solution_figure(
+    runs: pd.DataFrame,
+    baselines: pd.DataFrame | None = None,
+    *,
+    metrics: Sequence[str] = ("test_error", "nuclear_norm", "effective_rank"),
+    group: str = "problem.observations",
+) -> Figure:
+    """Final metrics of the solution found against init scale, a line per depth (Arora et al. 2019, Fig. 2).
+
+    Grid: a row of panels per value of ``group`` (default: number of observed entries, or of
+    measurements for matrix sensing), a column per metric. Each panel plots ``final.<metric>``
+    against ``model.scale`` (the init scale, log x-axis; log y-axis for test error and nuclear
+    norm), one line with markers per ``model.depth`` (legend "depth N"), and the
+    nuclear-norm-minimization value for the same problem(s) as a horizontal dashed line
+    labelled "nuclear norm min." (median over matching baseline rows, absent when there is none).
+
+    Conventions:
+
+    * runs with ``status == "diverged"`` are excluded;
+    * when several runs share (group, depth, scale) - several step sizes or seeds - the point is
+      the **median** of their final values (NaNs skipped);
+    * a point whose runs include one that stopped at ``max_steps`` (not converged to ``train.tol``)
+      is drawn with a **hollow** marker;
+    * values that a log axis cannot show (<= 0, non-finite) are left out.
+
+    Raises ValueError when a required column is missing or no non-diverged run is left.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from trajlab.plots.lines import (
+        LOG_Y_METRICS,
+        NUCLEAR_NORM_LABEL,
+        collect_legend,
+        depth_colors,
+        format_value,
+        metric_label,
+        plain_log_labels,
+    )
+
+    metrics = tuple(metrics)
+    if not metrics:
+        raise ValueError("metrics is empty")
+    final_cols = [f"final.{m}" for m in metrics]
+    require_columns(runs, [group, "model.depth", "model.scale", "status", *final_cols], "runs")
+    kept = runs[runs["status"] != "diverged"]
+    if len(kept) == 0:
+        raise ValueError(f"no run to plot: all {len(runs)} run(s) diverged or runs is empty")
+
+    if kept[group].isna().any():
+        raise ValueError(f"runs has missing values in column {group}")
+    group_values = sorted(kept[group].unique().tolist())
+    colors = depth_colors(kept["model.depth"].tolist())
+
+    nrows, ncols = len(group_values), len(metrics)
+    fig = Figure(figsize=(4.0 * ncols + 1.6, 3.2 * nrows + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+
+    keys = [group, "model.depth", "model.scale"]
+    grouped = kept.groupby(keys, sort=True)
+    medians = grouped[final_cols].median()
+    hollow = grouped["status"].agg(lambda s: bool((s == "max_steps").any()))
+    any_hollow = False
+
+    for row, value in enumerate(group_values):
+        subset = kept[kept[group] == value]
+        kinds = subset["problem.kind"].astype(str).tolist() if "problem.kind" in subset else []
+        title = _group_title(group, value, kinds)
+        for col, metric in enumerate(metrics):
+            ax = axes[row, col]
+            logy = metric in LOG_Y_METRICS
+            for depth in sorted(subset["model.depth"].unique().tolist()):
+                block = medians.xs((value, depth), level=[group, "model.depth"])
+                flags = hollow.xs((value, depth), level=[group, "model.depth"])
+                x = block.index.to_numpy(dtype=float)
+                y = block[f"final.{metric}"].to_numpy(dtype=float)
+                open_ = flags.to_numpy(dtype=bool)
+                keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & ((y > 0) if logy else True)
+                color = colors[depth]
+                ax.plot(
+                    x[keep], y[keep], marker="o", markersize=5, color=color,
+                    label=f"depth {format_value(depth)}",
+                )
+                if (keep & open_).any():
+                    any_hollow = True
+                    # Hollow overlay as a collection, so the panel keeps one Line2D per depth.
+                    ax.scatter(
+                        x[keep & open_], y[keep & open_], s=30, facecolors="white",
+                        edgecolors=[color], linewidths=1.2, zorder=3,
+                    )
+            baseline = _nuclear_norm_baseline(baselines, subset, metric)
+            if baseline is not None and (baseline > 0 or not logy):
+                ax.axhline(baseline, color="black", linestyle="--", linewidth=1.2,
+                           label=NUCLEAR_NORM_LABEL)
+            ax.set_xscale("log")
+            if logy:
+                ax.set_yscale("log")
+                plain_log_labels(ax.yaxis)
+            ax.set_xlabel("init scale")
+            ax.set_ylabel(metric_label(metric))
+            ax.set_title(title)
+            ax.grid(True, which="major", alpha=0.3)
+
+    handles, labels = collect_legend(axes.ravel())
+    if any_hollow:
+        handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="white",
+                              markeredgecolor="gray"))
+        labels.append("hit max_steps")
+    fig.legend(handles, labels, loc="outside right upper", frameon=False)
+    return fig
+
+
+def _sv_columns(trajectories: pd.DataFrame, k: int | None) -> list[str]:
+    if k is None:
+        indices = sorted(int(m.group(1)) for c in trajectories.columns if (m := _SV_COLUMN.match(c)))
+        if not indices:
+            raise ValueError("trajectories is missing required column(s): sv_0")
+        k = 0
+        while k in indices:  # the contiguous top-k block sv_0..sv_{k-1}
+            k += 1
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    columns = [f"sv_{i}" for i in range(k)]
+    require_columns(trajectories, columns, "trajectories")
+    return columns
+
+
+def singular_values_figure(
+    runs: pd.DataFrame,
+    trajectories: pd.DataFrame,
+    *,
+    k: int | None = None,
+    x: str = "step",
+    logy: bool = False,
+) -> Figure:
+    """Top-k singular values of the end-to-end matrix along training, a panel per depth (Arora et al. 2019, Fig. 3).
+
+    One panel per ``model.depth``; in each, one line per singular value ``sv_0 .. sv_{k-1}``
+    (legend sigma_1 .. sigma_k, largest first) against ``x`` (``"step"`` or ``"t"`` = step x lr).
+    ``k=None`` uses every contiguous ``sv_i`` column stored.
+
+    Conventions:
+
+    * the x-axis is logarithmic because steps are recorded log-spaced; the record at x = 0
+      (initialization) cannot sit on a log axis and is **dropped**;
+    * if several runs share a depth, the panel shows **one** run: the first by ``run_id`` among
+      the non-diverged runs (diverged ones only if nothing else is left); the panel title then
+      names that run and how many shared the depth;
+    * the y-axis is linear (``logy=True`` for a log axis, which shows the small singular values
+      leaving the init scale).
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    from trajlab.plots.lines import finite_positive, format_value
+
+    if x not in ("step", "t"):
+        raise ValueError(f"x must be 'step' or 't', got {x!r}")
+    require_columns(runs, ["run_id", "model.depth"], "runs")
+    require_columns(trajectories, ["run_id", x], "trajectories")
+    columns = _sv_columns(trajectories, k)
+
+    present = runs[runs["run_id"].isin(trajectories["run_id"])]
+    if len(present) == 0:
+        raise ValueError("no run in runs has rows in trajectories")
+    depths = sorted(present["model.depth"].unique().tolist())
+
+    cmap = colormaps["viridis"]
+    colors = [cmap(i / max(len(columns) - 1, 1) * 0.9) for i in range(len(columns))]
+
+    fig = Figure(figsize=(3.8 * len(depths) + 1.2, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(depths), squeeze=False, sharey=True)[0]
+    for ax, depth in zip(axes, depths):
+        candidates = present[present["model.depth"] == depth].sort_values("run_id")
+        if "status" in candidates:
+            converged = candidates[candidates["status"] != "diverged"]
+            if len(converged):
+                candidates = converged
+        run = candidates.iloc[0]
+        traj = trajectories[trajectories["run_id"] == run["run_id"]].sort_values(x)
+        xs = traj[x].to_numpy(dtype=float)
+        for i, (column, color) in enumerate(zip(columns, colors)):
+            xv, yv = finite_positive(xs, traj[column].to_numpy(dtype=float), logy=logy)
+            ax.plot(xv, yv, color=color, label=rf"$\sigma_{{{i + 1}}}$")
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        title = f"depth {format_value(depth)}"
+        if "model.scale" in run.index:
+            title += f", init scale {format_value(run['model.scale'])}"
+        n_shared = int((present["model.depth"] == depth).sum())
+        if n_shared > 1:
+            title += f"\nrun {run['run_id']} (first of {n_shared})"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step" if x == "step" else "time t = step x lr")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("singular value")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", frameon=False)
+    return fig
+
+
 def solution_figures(data) -> dict:
-    from trajlab.plots import loss_figure, solution_figure
+    from trajlab.plots import loss_figure
 
     return {
         "solution": solution_figure(data.runs, data.baselines),
@@ -206,7 +469,7 @@ def solution_figures(data) -> dict:
 
 
 def dynamics_figures(data) -> dict:
-    from trajlab.plots import loss_figure, singular_values_figure
+    from trajlab.plots import loss_figure
 
     return {
         "singular_values": singular_values_figure(data.runs, data.trajectories),

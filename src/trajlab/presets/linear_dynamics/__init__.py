@@ -11,7 +11,9 @@
   (Saxe, McClelland, Ganguli, "Exact solutions to the nonlinear dynamics of learning in deep linear
   neural networks", ICLR 2014).
 
-Every number quoted in the presets' docstrings was measured with this code (float64, CPU).
+Every number quoted in the presets' docstrings was measured with this code (float64, CPU). Their
+figures and tables are in :mod:`trajlab.presets.linear_dynamics.figures`, imported when a figure
+is drawn or a claim checked (it imports matplotlib).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import numpy as np
 
 from trajlab.baselines.lp_regression import lp_regression_minimum
 from trajlab.config import FlowConfig, ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
-from trajlab.experiments.claims_common import baseline_rows, by_run, crossing, fmt, lacks, not_measured, value_at_step
-from trajlab.experiments.preset import Claim, Preset
+from trajlab.presets.claims import baseline_rows, by_run, crossing, fmt, lacks, not_measured, value_at_step
+from trajlab.presets.preset import Claim, Preset
 from trajlab.sweep.runner import BaselineJob, baseline_id, flat_row
 from trajlab.theory.margins import positive_margin_probability
 
@@ -91,7 +93,8 @@ def _margin_solver(problem: ProblemConfig, scale: float):
 
 
 def acceleration_figures(data) -> dict:
-    from trajlab.plots.linear_dynamics import acceleration_figure, loss_at_steps, table_figure
+    from trajlab.plots import table_figure
+    from trajlab.presets.linear_dynamics.figures import acceleration_figure, loss_at_steps
 
     steps = [s for s in (100, 300, 1000, 2000, 3000, 5000) if s <= int(data.runs["steps"].max())]
     table = loss_at_steps(data.runs, data.trajectories, data.baselines, steps=steps)
@@ -102,12 +105,12 @@ def acceleration_figures(data) -> dict:
 
 
 def balanced_convergence_figures(data) -> dict:
-    from trajlab.plots.linear_dynamics import (
+    from trajlab.plots import table_figure
+    from trajlab.presets.linear_dynamics.figures import (
         convergence_bound_figure,
         margin_probability_figure,
         margin_table,
         plateau_figure,
-        table_figure,
     )
 
     table = margin_table(data.runs, data.trajectories)
@@ -123,7 +126,8 @@ def balanced_convergence_figures(data) -> dict:
 
 
 def saxe_figures(data) -> dict:
-    from trajlab.plots.linear_dynamics import mode_error_figure, mode_strengths_figure, mode_table, table_figure
+    from trajlab.plots import table_figure
+    from trajlab.presets.linear_dynamics.figures import mode_error_figure, mode_strengths_figure, mode_table
 
     table = mode_table(data.runs, data.trajectories).reset_index()
     first_seed = table.groupby("model.scale")["seed"].transform("min")
@@ -354,7 +358,7 @@ def _margin_data_lacks(data):
 
 
 def _margins(data):
-    from trajlab.plots.linear_dynamics import margin_table
+    from trajlab.presets.linear_dynamics.figures import margin_table
 
     return margin_table(data.runs, data.trajectories).reset_index()
 
@@ -418,7 +422,7 @@ def positive_margin_converges_within_bound(data):
     reason = _margin_data_lacks(data)
     if reason:
         return not_measured(reason)
-    from trajlab.plots.linear_dynamics import bound_table
+    from trajlab.presets.linear_dynamics.figures import bound_table
 
     frame = bound_table(data.runs, data.trajectories)
     if len(frame) == 0:
@@ -587,7 +591,7 @@ def _mode_data_lacks(data):
 
 
 def _modes_at(data, scale):
-    from trajlab.plots.linear_dynamics import mode_table
+    from trajlab.presets.linear_dynamics.figures import mode_table
 
     table = mode_table(data.runs, data.trajectories).reset_index()
     return table[np.isclose(table["model.scale"], scale, rtol=1e-9, atol=0)]
@@ -619,7 +623,7 @@ def modes_learned_in_order(data):
     reason = _mode_data_lacks(data)
     if reason:
         return not_measured(reason)
-    from trajlab.plots.linear_dynamics import mode_table
+    from trajlab.presets.linear_dynamics.figures import mode_table
 
     table = mode_table(data.runs, data.trajectories).reset_index()
     ordered, medians = 0, []
