@@ -54,8 +54,9 @@ def network_config(**updates) -> RunConfig:
         "train.x64": True,
         "metrics": list(ALL),
     }
-    base.update(updates)
-    return replace_dotted(RunConfig(), base)
+    # Two steps, as a preset's variant over its base: an update that switches problem or model kind
+    # keeps only the base fields the new kind has.
+    return replace_dotted(replace_dotted(RunConfig(), base), updates)
 
 
 # --- the reference: plain JAX over (W, b) lists -------------------------------------------------
@@ -221,7 +222,7 @@ CASES = {
         "problem.loss": "logistic", "model.activation": "linear", "model.width": 4,
     },
     "teacher-student two-layer": {
-        "problem.kind": "teacher_student", "problem.dataset": "synthetic", "problem.n": 4, "problem.teacher_width": 3,
+        "problem.kind": "teacher_student", "problem.n": 4, "problem.teacher_width": 3,
         "problem.observations": 50, "problem.test_samples": 20, "model.kind": "two_layer", "model.width": 5,
         "model.init": "gaussian", "model.scale": 0.5, "optimizer.lr": 0.05,
     },
@@ -431,7 +432,7 @@ def test_gradient_flow_run_is_its_own_reference_and_matches_scipy():
         ({"model.width": None}, "model.width"),
         ({"problem.observations": 1790}, "problem.observations"),
         ({"problem.kind": "completion", "problem.dataset": "synthetic"}, "problem.kind"),
-        ({"problem.kind": "teacher_student"}, "problem.dataset"),
+        ({"problem.kind": "teacher_student", "problem.dataset": "digits"}, "problem.dataset is not a field"),
         ({"model.activation": "tanh"}, "model.activation"),
         ({"train.lanczos_iterations": 1}, "train.lanczos_iterations"),
     ],

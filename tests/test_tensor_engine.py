@@ -268,7 +268,7 @@ def test_matricized_tensor_completion_is_the_same_data_as_a_matrix():
     fields = dict(order=3, dim=4, rank=2, observations=30, target="hierarchical", seed=5)
     tensor = make_data(ProblemConfig(kind="tensor_completion", **fields))
     config = RunConfig(
-        problem=ProblemConfig(kind="matricized_tensor_completion", m=16, n=4, **fields),
+        problem=ProblemConfig(kind="matricized_tensor_completion", row_modes=2, **fields),  # 16 x 4
         model=ModelConfig(depth=2, init="gaussian_e2e", scale=0.1),
         optimizer=OptimizerConfig(name="gd", lr=0.05),
         train=TrainConfig(max_steps=50, tol=0.0, record="linear", record_every=50, x64=True),
@@ -293,8 +293,9 @@ def test_config_errors_are_one_line_and_name_the_field():
         (lambda: RunConfig(problem=ProblemConfig(kind="tensor_completion"), model=ModelConfig(kind="deep_linear")),
          "problem.kind"),
         (lambda: ModelConfig(kind="hierarchical", width=4, init="gaussian_e2e"), "model.init"),
-        (lambda: ModelConfig(kind="cp", init="gaussian"), "model.width"),
-        (lambda: ProblemConfig(kind="matricized_tensor_completion", order=3, dim=4, m=10, n=6), "problem.m/n"),
+        (lambda: ModelConfig(kind="cp", width=0, init="gaussian"), "model.width"),
+        (lambda: ProblemConfig(kind="matricized_tensor_completion", order=3, dim=4, observations=30, row_modes=3), "problem.row_modes"),
+        (lambda: ProblemConfig(kind="matricized_tensor_completion", order=3, dim=4, observations=30, m=16), "problem.m is not a field"),
         (lambda: ProblemConfig(kind="tensor_completion", order=3, dim=4, observations=65), "problem.observations"),
         (lambda: ProblemConfig(kind="tensor_completion", loss_convention="sum"), "problem.loss_convention"),
     ]
@@ -303,9 +304,8 @@ def test_config_errors_are_one_line_and_name_the_field():
             make()
         message = str(error.value)
         assert "\n" not in message and message.startswith(field), message
-    # a metric of the other tensor family: a ConfigError before anything is compiled
-    config = tensor_config(dict(kind="tensor_completion", order=3, dim=4, rank=2, observations=30),
-                           dict(kind="hierarchical", width=2, init="gaussian", scale=0.5),
-                           metrics=("train_loss", "component_norms"))
+    # a metric of the other tensor family: a ConfigError when the config is made
     with pytest.raises(ConfigError, match="component_norms is not recorded for model.kind=hierarchical"):
-        run_configs([config])
+        tensor_config(dict(kind="tensor_completion", order=3, dim=4, rank=2, observations=30),
+                      dict(kind="hierarchical", width=2, init="gaussian", scale=0.5),
+                      metrics=("train_loss", "component_norms"))

@@ -121,7 +121,7 @@ def test_end_to_end_runs_report_no_balancedness():
     from trajlab.engine import run_configs
 
     config = RunConfig(
-        problem=ProblemConfig(kind="whitened", m=3, n=3, rank=1),
+        problem=ProblemConfig(kind="whitened", m=3, n=3),
         model=ModelConfig(depth=3, init="balanced_random", scale=0.5, parameterization="end_to_end"),
         optimizer=OptimizerConfig(name="gd", lr=0.01),
         train=TrainConfig(max_steps=5, tol=0, x64=True, record_points=2),

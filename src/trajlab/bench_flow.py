@@ -38,7 +38,7 @@ def _base(horizon: float):
     )
 
     return RunConfig(
-        problem=ProblemConfig(kind="whitened", m=6, n=6, rank=1, target_singular_values=(3.0, 2.0, 1.0, 0.5)),
+        problem=ProblemConfig(kind="whitened", m=6, n=6, target_singular_values=(3.0, 2.0, 1.0, 0.5)),
         model=ModelConfig(depth=3, init="gaussian", scale=0.3),
         optimizer=OptimizerConfig(name="gd", lr=horizon / 100),
         train=TrainConfig(max_steps=100, tol=0.0, x64=True, record="linear", record_every=10**9),

@@ -147,6 +147,12 @@ def run(
         if executor is not None:
             executor.shutdown()
     _print_summary(data)
+    if spec.claims and len(data.runs):
+        from trajlab.presets.claims import check_claims
+        from trajlab.report import claims_summary
+
+        console.print(f"{spec.name}: {claims_summary(check_claims(spec.claims, data))} (details: trajlab report)",
+                      highlight=False)
     if figures and spec.figures:
         for path in _write_figures(spec, data, folder):
             console.print(f"wrote {path}")

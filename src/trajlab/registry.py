@@ -65,7 +65,7 @@ class FamilyParts:
     - ``minibatch(data, key) -> data``: the samples of one stochastic step (used when
       ``optimizer.batch_size`` > 0; a family without it refuses batch_size > 0).
     - ``context(params, initial, reference, data) -> MetricContext``: the object the metrics
-      receive (None: a plain :class:`trajlab.metrics.MetricContext`); a family passes a subclass
+      receive (None: a plain :class:`trajlab.metrics.generic.MetricContext`); a family passes a subclass
       to share derived quantities (e.g. the end-to-end matrix) between its metrics.
     """
 
@@ -104,19 +104,20 @@ class Family:
       among them ``scale: float`` (the init scale, batched like seed and step size).
     - ``problems``: the problem kinds it solves.
     - ``build(config) -> FamilyParts``: ``config`` is the whole :class:`~trajlab.config.RunConfig`.
-    - ``metrics``: ``{name: metric(ctx)}`` where ``ctx`` is the :class:`~trajlab.metrics.MetricContext`
+    - ``metrics``: ``{name: metric(ctx)}`` where ``ctx`` is the :class:`~trajlab.metrics.generic.MetricContext`
       (or the family's subclass, see :attr:`FamilyParts.context`); a metric returns a scalar, a 1-D
       array (columns ``prefix_i``, prefix from ``columns`` or the name) or ``{column: scalar}``.
-      They add to (and may refine) the generic metrics of :data:`trajlab.metrics.GENERIC_METRICS`.
+      They add to (and may refine) the generic metrics of :data:`trajlab.registry.GENERIC_METRICS`.
     - ``default_metrics``: recorded when the config names none.
     - ``final_metrics``: ``{name: metric(params, data, config) -> float or {column: float}}``,
       computed on the host once per run from its final parameters (numpy float64), stored as
       ``final.<column>`` only.
     - ``check(config)``: cross-section rules (raise :class:`~trajlab.errors.ConfigError` naming the
       field), run when a RunConfig of this family is made.
-    Registering sets ``config.kind`` to the name (a class attribute: ``config.model.kind`` reads it).
     - ``flow_metrics``: the family's metrics that read ``ctx.reference`` (the gradient flow from the
       run's own init): naming one makes the engine carry that flow beside the run.
+
+    Registering sets ``config.kind`` to the name (a class attribute: ``config.model.kind`` reads it).
     """
 
     name: str
@@ -385,7 +386,7 @@ _LOADED_FILES: dict[str, Any] = {}
 def load_file(path: str | Path, module_name: str | None = None):
     """Import a Python file as a module (its registrations run); the same file is loaded once.
 
-    The module is named ``module_name`` (default ``trajlab_user.<stem>_<hash of the path>``) and
+    The module is named ``module_name`` (default ``trajlab_user_<stem>_<hash of the path>``) and
     put in ``sys.modules`` so that its classes pickle by reference within this process.
     """
     import hashlib
@@ -394,6 +395,11 @@ def load_file(path: str | Path, module_name: str | None = None):
     key = str(resolved)
     if key in _LOADED_FILES:
         return _LOADED_FILES[key]
+    for module in list(sys.modules.values()):  # already imported by name: the same registrations
+        file = getattr(module, "__file__", None)
+        if file and module_name is None and Path(file).resolve() == resolved:
+            _LOADED_FILES[key] = module
+            return module
     if not resolved.is_file():
         raise PluginError(f"{path}: no such file")
     if module_name is None:

@@ -110,7 +110,7 @@ def flat_params(state):
 def predicted_singular_value_velocity(state):
     """-N sigma_r^(2-2/N) <grad L(W_e), u_r v_r^T> for every r (ACHL19, Theorem 3)."""
     w = state.end_to_end
-    grad = jax.grad(state.loss)(w, state.data)
+    grad = jax.grad(state.matrix_loss)(w, state.data)
     return theory.singular_value_velocity(w, grad, len(state.layers))
 
 

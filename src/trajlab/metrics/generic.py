@@ -51,6 +51,16 @@ class MetricContext:
     loss: Callable[[Any, Any], Any] | None = None
     config: Any = None
 
+    @property
+    def initial_params(self):
+        """Alias of ``initial``."""
+        return self.initial
+
+    @property
+    def reference_params(self):
+        """Alias of ``reference``."""
+        return self.reference
+
     @cached_property
     def train_loss(self):
         return self.loss(self.params, self.data)

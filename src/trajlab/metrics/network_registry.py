@@ -44,14 +44,6 @@ class NetworkMetricState(MetricContext):
     predictor: Callable | None = None
     max_margin: Any = None
 
-    @property
-    def initial_params(self):
-        return self.initial
-
-    @property
-    def reference_params(self):
-        return self.reference
-
     @cached_property
     def linear_predictor(self):
         if self.predictor is None or self.max_margin is None:

@@ -1,7 +1,7 @@
 """Named metrics of the deep linear family, and how metric functions become trajectory columns.
 
 A metric is a function ``metric(state) -> scalar, 1-D array or {column: scalar}`` of a metric
-context (:class:`trajlab.metrics.MetricContext`; for the deep linear family the
+context (:class:`trajlab.metrics.generic.MetricContext`; for the deep linear family the
 :class:`MetricState` below). Vector metrics become one column per entry (``singular_values`` ->
 ``sv_0``, ``sv_1``, ...). Users pass their own metrics to the engine as ``{name: function}`` with
 the same signature.

@@ -13,7 +13,7 @@ order; for odd orders level l's last node may have one child, see
 :func:`trajlab.metrics.tensor.ht_local_component_norms`).
 
 ``cp_rank_estimate`` is not in this table: it is a final metric of the family
-(:mod:`trajlab.engine.tensor_family`), computed once per run on the final parameters and stored as
+(:mod:`trajlab.families.tensor`), computed once per run on the final parameters and stored as
 ``final.cp_rank_estimate`` only.
 """
 
@@ -47,14 +47,6 @@ class TensorMetricState(MetricContext):
     """What a tensor metric may look at; ``full(params)`` -> dense W, computed once per trace and shared."""
 
     full: Callable[[Any], Any] | None = None
-
-    @property
-    def initial_params(self):
-        return self.initial
-
-    @property
-    def reference_params(self):
-        return self.reference
 
     @property
     def top_k(self) -> int:

@@ -61,11 +61,17 @@ def _load_builtins() -> None:
 
 
 def load_presets_file(path: str | Path) -> list[Preset]:
-    """Import a user's Python file (registering its plug-ins) and return the presets it defines."""
+    """Import a user's Python file (registering its plug-ins), register the presets it defines by
+    name (``trajlab.run(NAME)`` then works) and return them."""
     from trajlab.registry import load_file
 
+    _load_builtins()
     module = load_file(path)
-    return presets_of(module)
+    found = presets_of(module)
+    for preset in found:
+        register_preset(preset)
+        _SOURCES[id(preset)] = f"{Path(path).resolve()}:{preset.name}"
+    return found
 
 
 def get_preset(name: str | Preset) -> Preset:
@@ -76,19 +82,18 @@ def get_preset(name: str | Preset) -> Preset:
     _load_builtins()
     path, colon, attribute = name.rpartition(":")
     if colon and path.endswith(".py"):
-        from trajlab.registry import load_file
-
         if not Path(path).is_file():
             raise ConfigError(f"PRESET: no such file {path!r}")
-        module = load_file(path)
-        found = [p for p in presets_of(module) if p.name == attribute]
-        value = getattr(module, attribute, None)
-        if not found and isinstance(value, Preset):
-            found = [value]
+        from trajlab.registry import load_file
+
+        defined = load_presets_file(path)
+        found = [p for p in defined if p.name == attribute]
+        variable = getattr(load_file(path), attribute, None)
+        if not found and isinstance(variable, Preset):
+            found = [variable]
         if not found:
-            names = [p.name for p in presets_of(module)]
+            names = [p.name for p in defined]
             raise ConfigError(f"PRESET: {path!r} defines no preset {attribute!r}; its presets: {', '.join(names) or 'none'}")
-        _SOURCES[id(found[0])] = f"{Path(path).resolve()}:{found[0].name}"
         return found[0]
     if name.endswith(".py"):
         raise ConfigError(f"PRESET: name a preset of the file as {name}:NAME (see `trajlab list {name}`)")

@@ -6,7 +6,7 @@ Tensor completion of an order-4, 10 x 10 x 10 x 10, CP-rank-5 target (||W*||_F^2
 {5e-2, 1e-2, 5e-3}, normalized GD (``optimizer.name=normalized_gd``, the "GroupRMSprop" of the 2022 authors' code)
 with lr 1e-2, stop at mean squared error 1e-6. Recorded: train loss, reconstruction error
 ||W - W*||_F / ||W*||_F, the 10 largest component norms at every recording step, and at the end
-the estimated CP rank of W (ALS, relative tolerance 1e-2; :mod:`trajlab.engine.tensor_family`).
+the estimated CP rank of W (ALS, relative tolerance 1e-2; :mod:`trajlab.families.tensor`).
 Paper: the component norms rise one at a time, more so the smaller the init, and the solution has
 low tensor rank. The full preset is GPU work: a step of the 3-run batch costs 0.28-0.34 s on a 2-core
 CPU, and the smaller inits need ~10^5 or more steps (below); ``--quick`` is the CPU version.

@@ -217,8 +217,8 @@ def run_sweep(
     if check_plugins:
         from trajlab.engine import check_family
 
-        for batch in batches:
-            check_family(batch[0], extra_metrics)
+        for batch in batches:  # the family's own metrics; extra_metrics are traced by the workers only
+            check_family(batch[0])
     try:
         with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
             if batches:
