@@ -146,7 +146,7 @@ def run(
     finally:
         if executor is not None:
             executor.shutdown()
-    _print_summary(data)
+    _print_summary(data, spec)
     if spec.claims and len(data.runs):
         from trajlab.presets.claims import check_claims
         from trajlab.report import claims_summary
@@ -170,26 +170,35 @@ def _for_display(table):
     return table
 
 
-def _print_summary(data) -> None:
-    from trajlab.report import final_table, render_table, summary_table
+def _final_table(data, spec=None):
+    """The table of final values, with the preset's ``table_metrics`` besides the defaults."""
+    from trajlab.report import final_table
+    from trajlab.report.tables import FINAL_TABLE_METRICS
+
+    extra = tuple(getattr(spec, "table_metrics", ()) or ())
+    return final_table(data.runs, data.baselines, metrics=FINAL_TABLE_METRICS + extra)
+
+
+def _print_summary(data, spec=None) -> None:
+    from trajlab.report import render_table, summary_table
 
     if len(data.runs) == 0:
         console.print("no finished runs")
         return
     summary = summary_table(data.runs)
-    console.print(render_table(_for_display(summary), title="summary by depth" if summary.index.nlevels == 1 else "summary by model and depth"))
-    console.print(render_table(_for_display(final_table(data.runs, data.baselines)), title="final values"))
+    title = "summary by " + " and ".join(_short(name) for name in summary.index.names)
+    console.print(render_table(_for_display(summary), title=title))
+    console.print(render_table(_for_display(_final_table(data, spec)), title="final values"))
 
 
 def _write_figures(spec, data, folder: Path) -> list[Path]:
     from trajlab.plots import save_figure
-    from trajlab.report import final_table
 
     written = []
     for name, figure in spec.figures(data).items():
         written.extend(save_figure(figure, Path(folder) / "figures", name))
     table_path = Path(folder) / "final_table.csv"
-    final_table(data.runs, data.baselines).to_csv(table_path)
+    _final_table(data, spec).to_csv(table_path)
     written.append(table_path)
     return written
 
@@ -270,14 +279,14 @@ def _figure_images(spec, data) -> dict:
 def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
     """The report page of a loaded sweep and its claims, checked."""
     from trajlab.presets.claims import check_claims
-    from trajlab.report import final_table, report_page, summary_table
+    from trajlab.report import report_page, summary_table
 
     notes = [f"Sweep folder: {Path(folder).resolve()}", *notes]
     tables = []
     if len(data.runs):
         for title, make in (
             ("summary by depth", lambda: summary_table(data.runs)),
-            ("final values", lambda: final_table(data.runs, data.baselines)),
+            ("final values", lambda: _final_table(data, spec)),
         ):
             try:
                 tables.append((title, make()))
@@ -354,7 +363,7 @@ def reproduce(
     Exit code 0 when every preset ran (1 when one failed, or with --strict when a claim does not hold).
     """
     from trajlab.presets import presets as registered
-    from trajlab.report import IndexEntry, claims_summary, final_table, index_page, runs_summary
+    from trajlab.report import IndexEntry, claims_summary, index_page, runs_summary
     from trajlab.store import SweepStore
 
     plans = []
@@ -387,7 +396,7 @@ def reproduce(
             continue
         images = _figure_images(spec, data)
         if len(data.runs):
-            final_table(data.runs, data.baselines).to_csv(folder / "final_table.csv")
+            _final_table(data, spec).to_csv(folder / "final_table.csv")
         text, checks = _report_html(spec, data, folder, images, [])
         _write_page(folder / "report.html", text, "--out")
         runs, statuses = runs_summary(data.runs)

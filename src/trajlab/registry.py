@@ -185,6 +185,8 @@ def _origin_of(obj: Any) -> str | None:
 
 
 def _field_type_ok(annotation: Any) -> bool:
+    """Whether an annotation (a type, or its text under ``from __future__ import annotations``)
+    names only int, float, str, bool, tuple, ``...`` and None: what ``--set`` parses and parquet stores."""
     text = annotation if isinstance(annotation, str) else str(annotation)
     text = text.replace("typing.", "").replace("<class '", "").replace("'>", "")
     parts = [p.strip() for p in text.replace("Optional[", "").replace("]", "").replace("|", ",").replace("[", ",").split(",")]

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 
 from trajlab.metrics.generic import MetricContext

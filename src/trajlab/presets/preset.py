@@ -16,7 +16,10 @@ class Claim:
     """A published claim and how a finished sweep checks it.
 
     ``text`` states the claim and its source. ``measure(data)`` (``data`` as loaded by
-    :func:`trajlab.load`: ``runs``, ``trajectories``, ``baselines``) returns ``(measured, holds)``:
+    :func:`trajlab.load`: ``runs`` with one row per run, its config fields by dotted name, ``run_id``,
+    ``status``, ``steps`` and ``final.<column>`` for every metric column at the run's last step;
+    ``trajectories`` with ``run_id``, ``step``, ``t`` and one column per metric column;
+    ``baselines``) returns ``(measured, holds)``:
     the measured value in words or as a number, and whether the claim holds on this sweep (None:
     not checked, e.g. the sweep lacks the data).
     A claim without ``measure`` is listed but not checked.
@@ -35,6 +38,8 @@ class Preset:
     for comparisons that are not a cartesian product (e.g. GD at depth 1-3 plus Adam at depth 1). ``baselines(configs)`` lists the reference computations of a sweep;
     ``figures(data)`` returns {name: matplotlib Figure} from the stored DataFrames; ``claims`` are
     the published claims the preset reproduces (:class:`Claim`, or plain text when unchecked).
+    ``table_metrics``: metrics of the family (names without ``final.``) shown in the table of final
+    values besides :data:`trajlab.report.tables.FINAL_TABLE_METRICS`.
     """
 
     name: str
@@ -46,6 +51,7 @@ class Preset:
     figures: Callable[[Any], dict[str, Any]] | None = None
     claims: tuple["str | Claim", ...] = ()
     variants: tuple[dict[str, Any], ...] = ()
+    table_metrics: tuple[str, ...] = ()
 
     def resolve(
         self, fixed: dict[str, Any] | None = None, axes: dict[str, list] | None = None, quick: bool = False

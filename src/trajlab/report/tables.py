@@ -31,21 +31,26 @@ _STATUSES = ("done", "max_steps", "diverged")
 _SUMMARY_METRICS = ("train_loss", "test_error", "reconstruction_error", "test_loss", "test_accuracy")
 
 
+#: The metrics :func:`final_table` shows by default (those a sweep recorded); a preset adds its own
+#: with ``Preset.table_metrics``.
+FINAL_TABLE_METRICS = (
+    "train_loss",
+    "test_error",
+    "effective_rank",
+    "nuclear_norm",
+    "reconstruction_error",
+    "cp_rank_estimate",
+    "test_loss",
+    "train_accuracy",
+    "test_accuracy",
+)
+
+
 def final_table(
     runs: pd.DataFrame,
     baselines: pd.DataFrame | None = None,
     *,
-    metrics: Sequence[str] = (
-        "train_loss",
-        "test_error",
-        "effective_rank",
-        "nuclear_norm",
-        "reconstruction_error",
-        "cp_rank_estimate",
-        "test_loss",
-        "train_accuracy",
-        "test_accuracy",
-    ),
+    metrics: Sequence[str] = FINAL_TABLE_METRICS,
 ) -> pd.DataFrame:
     """Final values of every run, one row per run, baselines as extra rows.
 
