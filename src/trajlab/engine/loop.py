@@ -21,6 +21,8 @@ run and the flow at equal t.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -190,6 +192,25 @@ class CompiledTask:
         return self.task.metrics(state["params"], state["initial"], state.get("reference"), data)
 
 
+# XLA:CPU with several host devices (--xla_force_host_platform_device_count) deadlocks now and
+# then when batches on two devices execute at once from two threads: both threads wait forever
+# for their first metric recording (seen with the in-process executor on a 2-core machine). On a
+# CPU the computations of different devices are therefore run one at a time (each call is
+# finished before the lock is released); GPUs run side by side.
+_CPU_EXECUTION = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive_on_cpu(data):
+    leaves = jax.tree_util.tree_leaves(data)
+    platform = next(iter(leaves[0].devices())).platform if leaves and hasattr(leaves[0], "devices") else "cpu"
+    if platform != "cpu" or jax.local_device_count() == 1:
+        yield
+        return
+    with _CPU_EXECUTION:
+        yield
+
+
 def run_batch(
     compiled: CompiledTask,
     data,
@@ -214,7 +235,8 @@ def run_batch(
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds, np.uint32)))
     scales = jnp.asarray(np.asarray(scales, np.float64), dtype)
     lrs = jnp.asarray(np.asarray(lrs, np.float64), dtype)
-    state = compiled.init(keys, scales, data)
+    with _exclusive_on_cpu(data):
+        state = jax.block_until_ready(compiled.init(keys, scales, data))
     n_runs = len(seeds)
     rows: dict[str, list] = {"run": [], "step": []}
     recorded_final = np.zeros(n_runs, bool)
@@ -227,7 +249,8 @@ def run_batch(
         index = np.flatnonzero(only & (steps != last_recorded))
         if index.size == 0:
             return
-        values = jax.device_get(compiled.record(state, data))
+        with _exclusive_on_cpu(data):
+            values = jax.device_get(compiled.record(state, data))
         last_recorded[index] = steps[index]
         rows["run"].extend(index.tolist())
         rows["step"].extend(steps[index].tolist())
@@ -241,7 +264,8 @@ def run_batch(
     record(steps, np.ones(n_runs, bool))
     targets = [int(s) for s in schedule if s > 0]
     for target in targets:
-        state = compiled.advance(state, lrs, jnp.asarray(target, jnp.int32), data)
+        with _exclusive_on_cpu(data):
+            state = jax.block_until_ready(compiled.advance(state, lrs, jnp.asarray(target, jnp.int32), data))
         status, steps = jax.device_get((state["status"], state["steps"]))
         stopped = status != ACTIVE
         newly = stopped & ~recorded_final
