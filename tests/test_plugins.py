@@ -429,3 +429,15 @@ def test_a_preset_in_a_users_file_lists_runs_and_reports_from_the_cli(tmp_path):
         failed = runner.invoke(cli.app, ["run", bad, "--out", str(tmp_path / "never")])
         assert failed.exit_code == 2 and words in failed.output and failed.output.count("\n") == 1, failed.output
     assert not (tmp_path / "never").exists()
+
+
+def test_a_gradient_flow_run_is_its_own_reference_flow():
+    """distance_to_flow of a gradient-flow run is 0 (the reference is not integrated a second time)
+    and recording it changes nothing else."""
+    from trajlab.engine import run_configs
+
+    flow = {"optimizer.name": "gradient_flow", "optimizer.lr": 0.05, "train.max_steps": 200, "train.record_every": 50}
+    with_reference = run_configs([config(**flow, metrics=["train_loss", "distance_to_flow"])]).trajectory
+    without = run_configs([config(**flow, metrics=["train_loss"])]).trajectory
+    assert list(with_reference["distance_to_flow"]) == [0.0] * len(with_reference["step"])
+    assert list(with_reference["train_loss"]) == list(without["train_loss"])

@@ -184,7 +184,10 @@ class CompiledTask:
             state = jax.lax.while_loop(
                 lambda s: self._pending(s, target), lambda s: step(s, lrs, target, data), state
             )
-        if self.task.reference is not None:
+        if self.task.reference is not None and self.task.reference is self.task.flow:
+            # A gradient-flow run is its own reference flow: not integrated a second time.
+            state = dict(state, reference=state["params"], reference_steps=state["steps"])
+        elif self.task.reference is not None:
             state = jax.vmap(self._follow_reference, in_axes=(0, 0, None))(state, lrs, data)
         return state
 
