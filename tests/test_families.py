@@ -101,3 +101,16 @@ def test_family_parts_of_a_tensor_run_evaluate_the_completion_loss_from_index_ar
     dense = np.einsum("ir,jr,kr->ijk", *[np.asarray(f, np.float64) for f in params])
     expected = np.mean((dense[tuple(np.asarray(data.indices).T)] - data.values) ** 2)
     assert float(parts.loss(params, data)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "updates, family",
+    [({"model.core": "tucker"}, "deep_linear"), ({"model.activation": "relu"}, "deep_linear"),
+     ({"model.kind": "cp", "problem.kind": "tensor_completion", "model.depth": 2}, "cp")],
+)
+def test_a_field_of_another_family_is_an_error_not_a_new_run_id(updates, family):
+    """Reliability issue, item 9: such a field used to be accepted silently and changed the run id."""
+    with pytest.raises(ConfigError) as error:
+        replace_dotted(RunConfig(), updates)
+    field = next(k for k in updates if k not in ("model.kind", "problem.kind"))
+    assert str(error.value).startswith(f"{field} is not a field of model.kind={family}") and "\n" not in str(error.value)
