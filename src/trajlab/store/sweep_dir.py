@@ -12,6 +12,25 @@ Layout::
 - runs tables: config fields by dotted name, ``run_id``, ``status`` in {done, max_steps,
   diverged}, ``steps``, ``wall_s``, ``final.<metric>``.
 - trajectories tables: ``run_id``, ``step``, ``t`` (= step x lr), one column per metric.
+- baselines table: ``baseline_id``, then the baseline's own columns.
+
+What is read is checked, so that a damaged or foreign file is one line naming it
+(:class:`~trajlab.errors.TrajlabError`), never a traceback or a wrong result:
+
+- the manifest is a JSON object; ``configs`` maps run ids to objects, ``presets`` is a list of
+  names, ``preset_sources`` maps names to ``file.py:NAME``, ``versions`` is an object,
+  ``run_id_scheme`` an integer (other keys are kept as they are, for later versions);
+- each table has its required columns with their types (ids are strings without gaps, ``status``
+  one of the three above, ``steps`` / ``step`` non-negative integers, final values and trajectory
+  metrics numeric, names unique); a file that fails counts for nothing: a resume does not treat its
+  runs as finished;
+- every parquet file is written with page checksums (CRC32 of each data page, verified on read)
+  and a content hash of the decoded table in its key-value metadata under ``trajlab.sha256``
+  (sha256 over the column names, types and values, and the pandas metadata; see
+  :func:`content_hash`), verified on read. The hash also covers what page checksums cannot: the
+  footer (column names, types, row counts). Files without them (written by trajlab 0.1, or by
+  pandas directly) are read as before. (pyarrow < 15 cannot write page checksums: there the
+  content hash alone guards the files.)
 
 Why batch files: several worker processes (Dask workers, SLURM jobs, threads on several GPUs)
 finish batches at the same time. Each writes its own pair of files, named by ``<key>`` = a hash
@@ -38,17 +57,20 @@ Crash safety:
   and its batch was run again): the most recently written batch wins, the root files count as
   oldest, and a run's trajectory rows come from the same file as its runs row.
 - Consolidation writes the root trajectories, then the root runs, then deletes the merged runs
-  batch files, then their trajectories files; readers read batch files before the root files. So
-  a reader concurrent with a consolidation still sees every finished run, with its trajectory.
+  batch files, then their trajectories files; readers read batch files before the root files, and
+  the root runs file before the root trajectories file. So a reader concurrent with a
+  consolidation still sees every finished run, with its trajectory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -126,34 +148,329 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(Path(path), write)
 
 
+def _shown(path: Path) -> str:
+    """``path`` for a one-line message (control characters in a name would break the line)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a name from a file, quoted on one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- parquet files: written with checksums, read with every check ---------------------------------
+
+#: Key of the content hash in a parquet file's key-value metadata (module docstring).
+HASH_KEY = b"trajlab.sha256"
+
+
+def _type_tag(kind) -> str:
+    """A column type, up to what a parquet round trip may change (string vs large_string, the name
+    of a list's element field, a dictionary's index type)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _type_tag(kind.value_type)
+    if isinstance(kind, pa.ExtensionType):
+        return _type_tag(kind.storage_type)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or str(kind) == "string_view":
+        return "string"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or str(kind) == "binary_view":
+        return "binary"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind) or (
+        str(kind).startswith("list_view") or str(kind).startswith("large_list_view")
+    ):
+        return f"list<{_type_tag(kind.value_type)}>"
+    if pa.types.is_struct(kind):
+        fields = (kind.field(i) for i in range(kind.num_fields))
+        return "struct<" + ",".join(f"{field.name}:{_type_tag(field.type)}" for field in fields) + ">"
+    if pa.types.is_map(kind):
+        return f"map<{_type_tag(kind.key_type)},{_type_tag(kind.item_type)}>"
+    return str(kind)
+
+
+def _array_digest(digest, array) -> None:
+    """Feed one column's values to ``digest`` in a form that does not depend on how the column is
+    laid out in memory (chunks, offsets, padding, the bytes under null slots)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if isinstance(array.type, pa.ExtensionType):
+        array = array.storage
+    kind = array.type
+    digest.update(f"{_type_tag(kind)}|{len(array)}|".encode())
+    if len(array) == 0 or pa.types.is_null(kind):
+        return
+    nulls = array.is_null().to_numpy(zero_copy_only=False)
+    digest.update(np.packbits(nulls).tobytes())
+    if pa.types.is_boolean(kind):
+        digest.update(np.packbits(array.fill_null(False).to_numpy(zero_copy_only=False)).tobytes())
+        return
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or (
+        pa.types.is_large_binary(kind)
+    ):
+        array = array.cast(pa.large_binary()).fill_null(b"")
+        offsets = np.frombuffer(array.buffers()[1], np.int64, count=len(array) + 1, offset=array.offset * 8)
+        digest.update((offsets - offsets[0]).tobytes())
+        if array.buffers()[2] is not None:
+            digest.update(memoryview(array.buffers()[2])[offsets[0] : offsets[-1]])
+        return
+    fixed = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind) or (
+        pa.types.is_decimal(kind) or pa.types.is_fixed_size_binary(kind)
+    )
+    if fixed and kind.bit_width % 8 == 0 and len(array.buffers()) == 2:
+        width = kind.bit_width // 8
+        raw = np.frombuffer(array.buffers()[1], np.uint8, count=len(array) * width, offset=array.offset * width)
+        raw = raw.reshape(len(array), width).copy()
+        raw[nulls] = 0
+        digest.update(raw.tobytes())
+        return
+    try:  # nested and rare types: slower, same answer
+        text = repr(array.to_pylist())
+    except Exception:  # values Python cannot hold (a date beyond year 9999)
+        text = array.to_string(window=len(array), container_window=len(array))
+    digest.update(text.encode())
+
+
+def content_hash(table) -> str:
+    """sha256 (hex) of a pyarrow table's contents: row count, column names, types and values, and
+    the schema's key-value metadata (the pandas metadata, which names and types the DataFrame's
+    columns) except :data:`HASH_KEY` itself. Equal for a table and its parquet round trip."""
+    digest = hashlib.sha256(b"trajlab content hash 1\n")
+    digest.update(f"{table.num_rows}|{table.num_columns}\n".encode())
+    metadata = table.schema.metadata or {}
+    for key in sorted(k for k in metadata if k != HASH_KEY):
+        digest.update(hashlib.sha256(key).digest() + hashlib.sha256(metadata[key]).digest())
+    for name, column in zip(table.column_names, table.columns):
+        digest.update(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest())
+        _array_digest(digest, column.combine_chunks())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _page_checksums() -> bool:
+    """Whether this pyarrow writes and verifies page checksums (its Python API has them since 15.0)."""
+    import inspect
+
+    import pyarrow.parquet as pq
+
+    return "page_checksum_verification" in inspect.signature(pq.ParquetFile).parameters
+
+
 def _atomic_write_parquet(frame: pd.DataFrame, path: Path, create_parent: bool = False) -> None:
-    _atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False), create_parent)
+    """Write ``frame`` with page checksums and its :func:`content_hash` (module docstring)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = dict(table.schema.metadata or {})
+    metadata[HASH_KEY] = content_hash(table).encode()
+    table = table.replace_schema_metadata(metadata)
+    options = {"write_page_checksum": True} if _page_checksums() else {}
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, **options), create_parent)
 
 
-def _unreadable(path: Path, error: Exception) -> TrajlabError:
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return TrajlabError(f"{path}: not a readable parquet file ({reason}); move it aside to recompute what it held")
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
-    """The table at ``path``, None if absent (or removed while we read it, by a consolidation).
+def _unreadable(path: Path, error: Exception | str) -> TrajlabError:
+    reason = error if isinstance(error, str) else _reason(error)
+    return TrajlabError(
+        f"{_shown(path)}: not a readable parquet file ({reason}); move it aside to recompute what it held"
+    )
 
-    A file that is not valid parquet is a TrajlabError naming it.
-    """
+
+def _invalid(path: Path, kind: str, what: str) -> TrajlabError:
+    return TrajlabError(f"{_shown(path)}: not a valid {kind} table ({what}); move it aside to recompute what it held")
+
+
+def _regular_file(path: Path, what: str) -> bool:
+    """Whether ``path`` is there (False if absent); TrajlabError if it is something else than a
+    regular file (a folder, a FIFO that would block a reader, a socket)."""
     try:
-        return pd.read_parquet(path, columns=columns)
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as error:
+        raise TrajlabError(f"{_shown(path)}: cannot read the {what} ({error.strerror or error})") from None
+    if not stat.S_ISREG(mode):
+        raise TrajlabError(f"{_shown(path)}: not a valid {what} (not a regular file); move it aside")
+    return True
+
+
+_STATUSES = ("done", "max_steps", "diverged")
+#: Required columns of each kind of table, then columns whose values must be numbers.
+_REQUIRED = {"runs": ("run_id", "status", "steps"), "trajectories": ("run_id", "step"), "baselines": ("baseline_id",)}
+_NUMERIC_RUN_COLUMNS = ("wall_s", "gradient_evaluations")
+_RESERVED = "_source"  # the merge's own column (_Snapshot)
+
+
+def _all_missing(series: pd.Series) -> bool:
+    return series.dtype == object and bool(series.isna().all())
+
+
+def _check_strings(path: Path, kind: str, frame: pd.DataFrame, column: str) -> None:
+    series = frame[column]
+    if len(series) == 0:
+        return
+    if series.isna().any():
+        raise _invalid(path, kind, f"{column!r} has missing values")
+    if pd.api.types.infer_dtype(series, skipna=False) != "string":
+        raise _invalid(path, kind, f"{column!r} holds {series.dtype} values, expected strings")
+
+
+def _check_counts(path: Path, kind: str, frame: pd.DataFrame, column: str) -> None:
+    series = frame[column]
+    if len(series) == 0 and series.dtype == object:
+        return
+    if not pd.api.types.is_integer_dtype(series.dtype):
+        raise _invalid(path, kind, f"{column!r} holds {series.dtype} values, expected integers")
+    if series.isna().any():
+        raise _invalid(path, kind, f"{column!r} has missing values")
+    if len(series) and series.min() < 0:
+        raise _invalid(path, kind, f"{column!r} has negative values")
+
+
+def _check_numbers(path: Path, kind: str, frame: pd.DataFrame, column: str) -> None:
+    series = frame[column]
+    dtype = series.dtype
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        return
+    if len(series) == 0 or _all_missing(series):
+        return
+    raise _invalid(path, kind, f"{_short(column)} holds {dtype} values, expected numbers")
+
+
+def _validate(path: Path, kind: str, frame: pd.DataFrame) -> None:
+    """Raise TrajlabError if ``frame`` (read from ``path``) is not a table of ``kind`` (module docstring)."""
+    if frame.shape == (0, 0):
+        return  # an empty table: what consolidating nothing writes
+    names = list(frame.columns)
+    for name in names:
+        if not isinstance(name, str):
+            raise _invalid(path, kind, f"column name {_short(name)} is not a string")
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise _invalid(path, kind, f"column {_short(twice)} appears twice")
+    if _RESERVED in names:
+        raise _invalid(path, kind, f"column {_RESERVED!r} is reserved")
+    for column in _REQUIRED[kind]:
+        if column not in frame.columns:
+            raise _invalid(path, kind, f"no {column!r} column")
+    _check_strings(path, kind, frame, _REQUIRED[kind][0])
+    if kind == "runs":
+        _check_strings(path, kind, frame, "status")
+        unknown = sorted(set(frame["status"]) - set(_STATUSES))
+        if unknown:
+            raise _invalid(path, kind, f"'status' {_short(unknown[0])} is not one of {', '.join(_STATUSES)}")
+        _check_counts(path, kind, frame, "steps")
+        for column in names:  # config columns hold whatever the config's fields hold
+            if column in _NUMERIC_RUN_COLUMNS or column.startswith("final."):
+                _check_numbers(path, kind, frame, column)
+    elif kind == "trajectories":
+        _check_counts(path, kind, frame, "step")
+        for column in names:
+            if column not in _REQUIRED[kind]:
+                _check_numbers(path, kind, frame, column)
+
+
+def _read_frame(path: Path, kind: str) -> pd.DataFrame | None:
+    """The ``kind`` table at ``path`` ("runs", "trajectories" or "baselines"), checked; None if
+    absent (or removed while we read it, by a consolidation).
+
+    A file that is not valid parquet, fails its page checksums or content hash, or is not a table
+    of ``kind`` is a TrajlabError naming it.
+    """
+    import pyarrow.parquet as pq
+
+    if not _regular_file(path, "parquet file"):
+        return None
+    try:
+        # Opened once: a consolidation that replaces or deletes the file meanwhile does not affect us.
+        with open(path, "rb") as handle:
+            options = {"page_checksum_verification": True} if _page_checksums() else {}
+            table = pq.ParquetFile(handle, **options).read()
     except FileNotFoundError:
         return None
-    except Exception as error:  # pyarrow raises several types for truncated or foreign files
-        if not path.exists():
-            return None
+    except Exception as error:  # pyarrow raises several types for damaged or foreign files
         raise _unreadable(path, error) from None
+    stored = (table.schema.metadata or {}).get(HASH_KEY)
+    if stored is not None:
+        try:
+            actual = content_hash(table)
+        except Exception as error:
+            raise _unreadable(path, error) from None
+        if stored != actual.encode():
+            raise _unreadable(path, "damaged: its contents do not match the checksum written with it")
+    try:
+        frame = table.to_pandas()
+    except Exception as error:
+        raise _unreadable(path, error) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index(drop=True)
+    _validate(path, kind, frame)
+    return frame
+
+
+# --- the manifest ---------------------------------------------------------------------------------
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest (module docstring: its schema), or None."""
+    if not isinstance(manifest, dict):
+        return f"{_json_kind(manifest)}, expected an object"
+    configs = manifest.get("configs", {})
+    if not isinstance(configs, dict):
+        return f"'configs' is {_json_kind(configs)}, expected an object of configs by run id"
+    for run, config in configs.items():
+        if not isinstance(config, dict):
+            return f"configs[{_short(run)}] is {_json_kind(config)}, expected an object of config fields"
+    presets = manifest.get("presets", [])
+    if not isinstance(presets, list) or not all(isinstance(name, str) for name in presets):
+        return "'presets' is not an array of preset names"
+    sources = manifest.get("preset_sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(source, str) for source in sources.values()):
+        return "'preset_sources' is not an object of file.py:NAME strings by preset"
+    if not isinstance(manifest.get("versions", {}), dict):
+        return f"'versions' is {_json_kind(manifest['versions'])}, expected an object"
+    scheme = manifest.get("run_id_scheme", 1)
+    if isinstance(scheme, bool) or not isinstance(scheme, int):
+        return f"'run_id_scheme' is {_json_kind(scheme)}, expected an integer"
+    for key in ("device", "platform", "executor", "updated", "git_commit"):
+        value = manifest.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key!r} is {_json_kind(value)}, expected a string"
+    return None
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f.columns)]
     if not frames:
         return pd.DataFrame()
+    # Tables without rows add nothing but could change the merged columns' types (an empty column
+    # of strings beside integers makes them objects).
+    frames = [f for f in frames if len(f)] or frames[:1]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
 
 
@@ -266,33 +583,39 @@ class SweepStore:
     def check_readable(self) -> None:
         """Raise TrajlabError naming the first file of the folder that cannot be read.
 
-        Parquet files (root and batch files) are checked through their footer metadata, without
-        reading the data.
+        Every file is read and checked as the readers check it (module docstring: manifest shape,
+        page checksums, content hash, columns and their types), so that a sweep stops before it
+        writes anything, not after it has computed.
         """
-        import pyarrow.parquet as pq
-
         self.read_manifest()
-        paths = [self.folder / name for name in (RUNS, TRAJECTORIES, BASELINES)]
-        paths += self._batch_files(RUNS_DIR) + self._batch_files(TRAJECTORIES_DIR)
-        for path in paths:
-            try:
-                pq.ParquetFile(path).metadata
-            except FileNotFoundError:
-                continue
-            except Exception as error:
-                if path.exists():
-                    raise _unreadable(path, error) from None
+        files = [(self.folder / RUNS, "runs"), (self.folder / TRAJECTORIES, "trajectories")]
+        files.append((self.folder / BASELINES, "baselines"))
+        files += [(path, "runs") for path in self._batch_files(RUNS_DIR)]
+        files += [(path, "trajectories") for path in self._batch_files(TRAJECTORIES_DIR)]
+        for path, kind in files:
+            _read_frame(path, kind)
 
     # --- manifest and baselines (coordinator only) ----------------------------------------------
 
     def read_manifest(self) -> dict[str, Any]:
+        """The manifest ({} if there is none), checked (module docstring); TrajlabError naming it if
+        it cannot be read or has the wrong shape."""
         path = self.folder / MANIFEST
-        if not path.exists():
+        if not _regular_file(path, "manifest"):
             return {}
         try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise TrajlabError(f"{path}: not a valid manifest ({error}); move it aside to rerun") from None
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise TrajlabError(f"{_shown(path)}: cannot read the manifest ({error.strerror or error})") from None
+        except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting or numbers
+            manifest, problem = None, _reason(error)
+        else:
+            problem = _manifest_problem(manifest)
+        if problem is not None:
+            raise TrajlabError(f"{_shown(path)}: not a valid manifest ({problem}); move it aside to rerun")
+        return manifest
 
     def update_manifest(self, configs: dict[str, dict], **info: Any) -> None:
         """Merge ``configs`` ({run_id: flat config}) and ``info`` into the manifest.
@@ -311,7 +634,7 @@ class SweepStore:
             atomic_write_bytes(self.folder / MANIFEST, text.encode())
 
     def read_baselines(self) -> pd.DataFrame:
-        frame = _read_parquet(self.folder / BASELINES)
+        frame = _read_frame(self.folder / BASELINES, "baselines")
         return pd.DataFrame() if frame is None else frame
 
     def completed_baseline_ids(self) -> set[str]:
@@ -329,7 +652,15 @@ class SweepStore:
     # --- runs and trajectories: reading ---------------------------------------------------------
 
     def _batch_files(self, subfolder: str) -> list[Path]:
-        return sorted((self.folder / subfolder).glob(BATCH_PATTERN))
+        folder = self.folder / subfolder
+        try:
+            if not folder.is_dir():
+                if os.path.lexists(folder):
+                    raise TrajlabError(f"{_shown(folder)}: not a folder of batch files; move it aside")
+                return []
+            return sorted(folder.glob(BATCH_PATTERN))
+        except OSError as error:
+            raise TrajlabError(f"{_shown(folder)}: cannot list the batch files ({error.strerror or error})") from None
 
     def _snapshot(self, trajectories: bool = True) -> _Snapshot:
         """Merge the root files and every complete batch (module docstring: order and dedupe)."""
@@ -340,21 +671,23 @@ class SweepStore:
                 mtime = path.stat().st_mtime_ns
             except FileNotFoundError:
                 continue
-            frame = _read_parquet(path)
+            frame = _read_frame(path, "runs")
             if frame is not None:
                 batches.append((mtime, path.name[len("batch-") : -len(".parquet")], frame))
         batches.sort(key=lambda item: (item[0], item[1]))
         keys = [key for _, key, _ in batches]
+        # The root runs before the root trajectories: a run in the root runs file we read is then
+        # in the root trajectories file we read after it, even if a consolidation ran in between.
+        root_runs = _read_frame(self.folder / RUNS, "runs")
         traj_parts = []
         if trajectories:
             for rank, key in enumerate(keys):
-                frame = _read_parquet(self.folder / TRAJECTORIES_DIR / f"batch-{key}.parquet")
+                frame = _read_frame(self.folder / TRAJECTORIES_DIR / f"batch-{key}.parquet", "trajectories")
                 if frame is not None:
                     traj_parts.append(frame.assign(_source=rank))
-            root_traj = _read_parquet(self.folder / TRAJECTORIES)
+            root_traj = _read_frame(self.folder / TRAJECTORIES, "trajectories")
             if root_traj is not None:
                 traj_parts.insert(0, root_traj.assign(_source=_ROOT))
-        root_runs = _read_parquet(self.folder / RUNS)
         run_parts = [] if root_runs is None else [root_runs.assign(_source=_ROOT)]
         run_parts += [frame.assign(_source=rank) for rank, (_, _, frame) in enumerate(batches)]
 
@@ -383,11 +716,15 @@ class SweepStore:
         return self._snapshot().trajectories
 
     def completed_run_ids(self) -> set[str]:
-        """Run ids with a row in the root runs file or in a batch runs file (reads that column only)."""
+        """Run ids with a row in the root runs file or in a batch runs file.
+
+        Each file is read whole and checked (module docstring): a damaged or foreign runs file is a
+        TrajlabError naming it, never a set of runs taken as finished.
+        """
         done: set[str] = set()
         for path in [*self._batch_files(RUNS_DIR), self.folder / RUNS]:
-            frame = _read_parquet(path, columns=["run_id"]) if path.exists() else None
-            if frame is not None:
+            frame = _read_frame(path, "runs")
+            if frame is not None and "run_id" in frame:
                 done.update(frame["run_id"])
         return done
 
@@ -504,9 +841,8 @@ def load(folder: str | os.PathLike) -> SweepData:
     is returned is always consistent, even while workers are writing.
     """
     store = SweepStore(folder)
-    if not (store.folder / MANIFEST).exists() and not (store.folder / RUNS).exists() and not (
-        store.folder / RUNS_DIR
-    ).is_dir():
+    if not any(os.path.lexists(store.folder / name) for name in (MANIFEST, RUNS, RUNS_DIR)):
         raise TrajlabError(f"DIR: {str(store.folder)!r} is not a trajlab sweep folder (no {MANIFEST})")
+    manifest = store.read_manifest()
     snapshot = store._snapshot()
-    return SweepData(snapshot.runs, snapshot.trajectories, store.read_baselines(), store.read_manifest())
+    return SweepData(snapshot.runs, snapshot.trajectories, store.read_baselines(), manifest)
