@@ -19,14 +19,19 @@ Conventions (DESIGN.md):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import numbers
+import os
+import threading
+import time
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 from trajlab import registry
-from trajlab.errors import ConfigError
+from trajlab.errors import ConfigError, PluginError
 
 OPTIMIZERS = (
     "gd",
@@ -45,6 +50,18 @@ RECORD_SCHEDULES = ("log", "linear")
 SECTIONS = ("problem", "model")
 
 
+#: Integer widths the engine and the store use: a field stays below the bound of where it is used.
+INT32_LIMIT = 2**31  # step counters and static sizes inside the compiled loop (int32)
+UINT32_LIMIT = 2**32  # jax.random.PRNGKey(seed) takes a uint32
+INT64_LIMIT = 2**63  # parquet stores every integer field as int64
+#: Most log-spaced recording points of a run (``train.record_points``): more than this many rows
+#: per run is a trajectory no figure or table reads, and the schedule itself must stay small.
+MAX_RECORD_POINTS = 10**6
+#: The key :func:`to_flat` adds for a problem that reads data files (``Problem.data_files``): the
+#: sha256 of their content, so a run id changes when a file does (it is derived, not a field).
+DATA_DIGEST_FIELD = "data_sha256"
+
+
 def require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
     """Raise ``ConfigError("<field> must be <allowed>, got <value>")`` unless ``condition``: the
     one-line error of every config check (plug-in sections use it too)."""
@@ -53,6 +70,73 @@ def require(condition: bool, field_name: str, allowed: str, value: Any) -> None:
 
 
 _require = require
+
+
+def _require_int(value: Any, field_name: str) -> None:
+    """ConfigError unless ``value`` is an integer (not a bool, not a float)."""
+    require(isinstance(value, numbers.Integral) and not isinstance(value, bool), field_name, "an integer", value)
+
+
+def _annotation_text(annotation: Any) -> str:
+    """A field annotation as text without module prefixes: ``int | None``, ``tuple[float, ...]``."""
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    text = text.replace("typing.", "").replace("<class '", "").replace("'>", "").replace("NoneType", "None")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional["):-1] + " | None"
+    return text.strip()
+
+
+@functools.lru_cache(maxsize=512)
+def _split_optional(text: str) -> tuple[str, bool]:
+    """(the type without ``| None``, whether None is allowed) of an annotation text."""
+    parts = [part.strip() for part in text.split("|")] if "[" not in text else None
+    if parts is None:  # tuple[...] (| None): split only outside the brackets
+        head, _, tail = text.rpartition("]")
+        parts = [head + "]"] + [part.strip() for part in tail.split("|") if part.strip()]
+    optional = "None" in parts
+    rest = [part for part in parts if part != "None"]
+    return (rest[0] if len(rest) == 1 else "Any"), optional
+
+
+def _value_ok(value: Any, text: str) -> str | None:
+    """None if ``value`` fits the annotation ``text``, else what it must be."""
+    base, optional = _split_optional(text)
+    if value is None:
+        return None if optional or base == "Any" else "not null"
+    if base == "int":
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            return "an integer"
+        if not -INT64_LIMIT <= value < INT64_LIMIT:
+            return "an integer in [-2^63, 2^63) (stored as int64)"
+    elif base == "float":
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            return "a number"
+        if math.isnan(value):
+            return "a number (not NaN)"
+    elif base == "str":
+        if not isinstance(value, str):
+            return "a string"
+    elif base == "bool":
+        if not isinstance(value, bool) and type(value).__name__ != "bool_":
+            return "true or false"
+    elif base.startswith("tuple"):
+        if not isinstance(value, (tuple, list)):
+            return "a list"
+        inner = base[len("tuple["):-1].split(",")[0].strip() if base.endswith("]") else "Any"
+        if any(_value_ok(item, inner) is not None for item in value):
+            return f"a list of {inner} values"
+    return None
+
+
+def check_field_types(section: Any, prefix: str) -> None:
+    """ConfigError naming the first field of a config section whose value does not have its declared
+    type (int fields must be integers that fit int64, where parquet stores them; floats not NaN;
+    ``X | None`` may be null). Run on every section of a :class:`RunConfig`, plug-ins' included."""
+    for name, text in _field_annotations(type(section)):
+        value = getattr(section, name)
+        problem = _value_ok(value, text)
+        if problem is not None:
+            raise ConfigError(f"{prefix}{name} must be {problem}, got {value!r}")
 
 
 def ProblemConfig(kind: str = "completion", **fields_: Any) -> Any:  # noqa: N802 - reads like a class
@@ -127,7 +211,11 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS, "optimizer.name", f"one of {OPTIMIZERS}", self.name)
         _require(self.normalized_eps > 0, "optimizer.normalized_eps", "a number > 0", self.normalized_eps)
-        _require(self.batch_size >= 0, "optimizer.batch_size", "an integer >= 0 (0: full batch)", self.batch_size)
+        _require_int(self.batch_size, "optimizer.batch_size")
+        _require(
+            0 <= self.batch_size < INT32_LIMIT, "optimizer.batch_size", "an integer in [0, 2^31) (0: full batch)",
+            self.batch_size,
+        )
         _require(
             self.batch_size == 0 or self.name != "gradient_flow",
             "optimizer.batch_size",
@@ -161,7 +249,11 @@ class FlowConfig:
         _require(self.solver in FLOW_SOLVERS, "flow.solver", f"one of {FLOW_SOLVERS}", self.solver)
         _require(self.rtol > 0, "flow.rtol", "a number > 0", self.rtol)
         _require(self.atol > 0, "flow.atol", "a number > 0", self.atol)
-        _require(self.max_solver_steps >= 1, "flow.max_solver_steps", "an integer >= 1", self.max_solver_steps)
+        _require_int(self.max_solver_steps, "flow.max_solver_steps")
+        _require(
+            1 <= self.max_solver_steps < INT32_LIMIT, "flow.max_solver_steps", "an integer in [1, 2^31)",
+            self.max_solver_steps,
+        )
 
 
 @dataclass(frozen=True)
@@ -188,16 +280,35 @@ class TrainConfig:
     hutchinson_probes: int = 10
 
     def __post_init__(self) -> None:
-        _require(self.max_steps >= 1, "train.max_steps", "an integer >= 1", self.max_steps)
+        for name in ("max_steps", "record_points", "record_every", "top_k", "lanczos_iterations", "hutchinson_probes"):
+            _require_int(getattr(self, name), f"train.{name}")
+        # Step and gradient-evaluation counters are int32 inside the compiled loop; a run that goes
+        # to max_steps evaluates its gradient max_steps + 1 times.
+        _require(
+            1 <= self.max_steps < INT32_LIMIT - 1, "train.max_steps",
+            "an integer in [1, 2^31 - 2] (int32 step and evaluation counters)", self.max_steps,
+        )
         _require(self.tol >= 0, "train.tol", "a number >= 0", self.tol)
         _require(self.record in RECORD_SCHEDULES, "train.record", f"one of {RECORD_SCHEDULES}", self.record)
-        _require(self.record_points >= 1, "train.record_points", "an integer >= 1", self.record_points)
-        _require(self.record_every >= 1, "train.record_every", "an integer >= 1", self.record_every)
-        _require(self.top_k >= 1, "train.top_k", "an integer >= 1", self.top_k)
+        _require(
+            1 <= self.record_points <= MAX_RECORD_POINTS, "train.record_points",
+            f"an integer in [1, {MAX_RECORD_POINTS}] (log-spaced recording points)", self.record_points,
+        )
+        _require(
+            1 <= self.record_every < INT32_LIMIT, "train.record_every", "an integer in [1, 2^31) (int32 step counters)",
+            self.record_every,
+        )
+        _require(1 <= self.top_k < INT32_LIMIT, "train.top_k", "an integer in [1, 2^31)", self.top_k)
         _require(0 < self.schatten_p <= 1, "train.schatten_p", "a number in (0, 1]", self.schatten_p)
         _require(self.diverge_factor > 1, "train.diverge_factor", "a number > 1", self.diverge_factor)
-        _require(self.lanczos_iterations >= 2, "train.lanczos_iterations", "an integer >= 2", self.lanczos_iterations)
-        _require(self.hutchinson_probes >= 1, "train.hutchinson_probes", "an integer >= 1", self.hutchinson_probes)
+        _require(
+            2 <= self.lanczos_iterations < INT32_LIMIT, "train.lanczos_iterations", "an integer in [2, 2^31)",
+            self.lanczos_iterations,
+        )
+        _require(
+            1 <= self.hutchinson_probes < INT32_LIMIT, "train.hutchinson_probes", "an integer in [1, 2^31)",
+            self.hutchinson_probes,
+        )
 
 
 @dataclass(frozen=True)
@@ -214,9 +325,14 @@ class RunConfig:
     metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        require(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "seed", "an integer in [0, 2^32)", self.seed)
+        require(
+            isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool) and 0 <= self.seed < UINT32_LIMIT,
+            "seed", "an integer in [0, 2^32) (jax.random.PRNGKey takes a uint32)", self.seed,
+        )
         problem_kind = section_kind("problem", self.problem)
         kind = section_kind("model", self.model)
+        for name in ("problem", "model", "optimizer", "train", "flow"):
+            check_field_types(getattr(self, name), f"{name}.")
         family = registry.get_family(kind)
         require(problem_kind in family.problems, "problem.kind", f"one of {family.problems} for model.kind={kind}", problem_kind)
         scale = getattr(self.model, "scale")
@@ -304,7 +420,88 @@ def to_flat(config: Any, prefix: str = "") -> dict[str, Any]:
             out.update(to_flat(value, name + "."))
         else:
             out[name] = list(value) if isinstance(value, tuple) else value
+    if not isinstance(config, RunConfig) and registry.kind_of("problem", type(config)) is not None and data_files(config):
+        out[f"{prefix}{DATA_DIGEST_FIELD}"] = data_digest(config)  # derived: the run id follows the content
     return out
+
+
+_DIGESTS: dict[tuple, str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def data_files(section: Any) -> tuple[str, ...]:
+    """The data files a problem section reads (its registered ``Problem.data_files``; () for
+    problems that draw or bundle their data)."""
+    kind = registry.kind_of("problem", type(section))
+    if kind is None:
+        return ()
+    hook = registry.get_problem(kind).data_files
+    if hook is None:
+        return ()
+    try:
+        files = hook(section)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a plug-in's hook that fails is named
+        raise PluginError(f"problem {kind!r}: data_files(config) failed: {type(error).__name__}: {error}") from None
+    return tuple(os.fspath(f) for f in (files or ()))
+
+
+def file_digest(path: str) -> str | None:
+    """sha256 (hex) of a file's content; None if it cannot be read. Cached by (path, device,
+    inode, size, mtime, ctime), so a file that changes is hashed again (a file modified in the
+    last two seconds is hashed every time)."""
+    try:
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    except (OSError, ValueError):
+        return None
+    with _DIGESTS_LOCK:
+        if key in _DIGESTS:
+            return _DIGESTS[key]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, ValueError):
+        return None
+    value = digest.hexdigest()
+    # A file modified within the file system's timestamp granularity of now could change again
+    # without changing its stat: cache only files older than that (as git does for its index).
+    if time.time() - stat.st_mtime > 2.0:
+        with _DIGESTS_LOCK:
+            if len(_DIGESTS) > 1024:
+                _DIGESTS.clear()
+            _DIGESTS[key] = value
+    return value
+
+
+def data_digest(section: Any) -> str | None:
+    """The content hash of a problem section's data files (:func:`data_files`): the sha256 of the
+    file, or of the files' digests in order; None if the problem reads no files or one cannot be
+    read. :func:`to_flat` records it as ``problem.data_sha256``, so it is part of the run id."""
+    files = data_files(section)
+    digests = [file_digest(path) for path in files]
+    if not files or any(d is None for d in digests):
+        return None
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def _check_digest(section: Any, recorded: Any) -> None:
+    """A config rebuilt from a flat dict with ``data_sha256``: the files must still be those."""
+    if recorded is None:
+        return
+    current = data_digest(section)
+    if current != recorded:
+        files = ", ".join(repr(f) for f in data_files(section)) or "(none)"
+        now = f"now {current[:12]}" if current else "now unreadable"
+        raise ConfigError(
+            f"problem.{DATA_DIGEST_FIELD}: the data file {files} changed since this config was recorded "
+            f"(sha256 {str(recorded)[:12]}, {now}); run the sweep again to use the new data"
+        )
 
 
 def from_flat(flat: dict[str, Any]) -> RunConfig:
@@ -314,11 +511,14 @@ def from_flat(flat: dict[str, Any]) -> RunConfig:
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
     """Convert a parsed value to the field's declared type, or raise ConfigError."""
-    text = str(annotation)
+    text = _annotation_text(annotation)
     if value is None:
         if "None" in text:
             return None
         raise ConfigError(f"{name} must not be null")
+    base, optional = _split_optional(text)
+    if optional and base != "Any":  # a value of an optional field: coerce to the type it has when set
+        text = annotation = base
     if annotation is bool or text == "bool":
         if isinstance(value, bool):
             return value
@@ -326,6 +526,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if text.startswith("int") or annotation is int or text == "<class 'int'>":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # exactly, however large (a float would round it)
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
@@ -349,23 +551,31 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if "float" in text:
             try:
-                numbers = tuple(float(v) for v in value)
+                parsed = tuple(float(v) for v in value)
             except (TypeError, ValueError):
                 raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
-            if not all(math.isfinite(v) for v in numbers):
+            if not all(math.isfinite(v) for v in parsed):
                 raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
-            return numbers
+            return parsed
         if "int" in text:
             return tuple(_coerce(v, int, name) for v in value)
         return tuple(value)
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def _hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a config class (cached: a class's annotations do not change)."""
     try:
         return get_type_hints(cls)
     except Exception:  # noqa: BLE001 - annotations a user's module cannot resolve: use their text
         return {f.name: f.type for f in fields(cls)}
+
+
+@functools.lru_cache(maxsize=256)
+def _field_annotations(cls: type) -> tuple[tuple[str, str], ...]:
+    hints = _hints(cls)
+    return tuple((f.name, _annotation_text(hints.get(f.name, f.type))) for f in fields(cls))
 
 
 def _replace_section(config: RunConfig, section: str, updates: dict[str, Any]) -> tuple[Any, bool]:
@@ -412,6 +622,15 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
     """
     if not isinstance(config, RunConfig):
         return _replace_plain(config, updates)
+    updates = dict(updates)
+    digest_key = f"problem.{DATA_DIGEST_FIELD}"
+    recorded = updates.pop(digest_key, None)  # derived (see to_flat): checked, not set
+    result = _replace_dotted(config, updates)
+    _check_digest(result.problem, recorded)
+    return result
+
+
+def _replace_dotted(config: RunConfig, updates: dict[str, Any]) -> RunConfig:
     known = set(field_names())
     nested: dict[str, dict[str, Any]] = {}
     direct: dict[str, Any] = {}
@@ -423,7 +642,7 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
             nested.setdefault(head, {})[rest] = value
         else:
             direct[head] = value
-    hints = get_type_hints(RunConfig)
+    hints = _hints(RunConfig)
     kwargs: dict[str, Any] = {}
     for name, value in direct.items():
         kwargs[name] = _coerce(value, hints[name], name)
@@ -436,7 +655,7 @@ def replace_dotted(config: Any, updates: dict[str, Any]) -> Any:
                     kwargs["metrics"] = None
             continue
         child = getattr(config, head)
-        child_hints = get_type_hints(type(child))
+        child_hints = _hints(type(child))
         coerced = {k: _coerce(v, child_hints[k], f"{head}.{k}") for k, v in sub.items()}
         kwargs[head] = dataclasses.replace(child, **coerced)
     return dataclasses.replace(config, **kwargs)
@@ -446,10 +665,15 @@ def _replace_plain(config: Any, updates: dict[str, Any]) -> Any:
     """replace_dotted for a single section (e.g. a TrainConfig): ``{field: value}``."""
     names = {f.name for f in fields(config)}
     hints = _hints(type(config))
+    updates = dict(updates)
+    recorded = updates.pop(DATA_DIGEST_FIELD, None)
     for key in updates:
         if key not in names:
             raise ConfigError(f"unknown config field {key!r}")
-    return dataclasses.replace(config, **{k: _coerce(v, hints.get(k, Any), k) for k, v in updates.items()})
+    result = dataclasses.replace(config, **{k: _coerce(v, hints.get(k, Any), k) for k, v in updates.items()})
+    if registry.kind_of("problem", type(result)) is not None:
+        _check_digest(result, recorded)
+    return result
 
 
 # The flat config of trajlab 0.1 (one ProblemConfig / ModelConfig class for every kind) at its

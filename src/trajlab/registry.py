@@ -41,8 +41,9 @@ from typing import Any, Callable, Mapping
 
 from trajlab.errors import PluginError
 
-#: Field names a config section may not use: ``kind`` is the section's registry name.
-RESERVED_FIELDS = ("kind",)
+#: Field names a config section may not use: ``kind`` is the section's registry name;
+#: ``data_sha256`` the content hash of a problem's data files (see :attr:`Problem.data_files`).
+RESERVED_FIELDS = ("kind", "data_sha256")
 #: Field types a section may use (what ``--set`` can parse and parquet can store).
 _FIELD_TYPES = ("int", "float", "str", "bool", "tuple", "None")
 
@@ -86,6 +87,16 @@ class Problem:
     problem, for families that produce an output and leave the objective to the problem (the deep
     linear family calls it with the end-to-end matrix). Registering sets ``config.kind`` to the
     name (a class attribute, so ``config.problem.kind`` reads it).
+
+    Optional hooks for the checks made before any run (see :mod:`trajlab.engine.memory`):
+
+    - ``nbytes(section) -> int``: the host memory (bytes) that ``data(section)`` needs at its
+      peak, computed from the fields *without* drawing or loading the data; without it the data's
+      size is unknown to the memory check (counted as 0).
+    - ``data_files(section) -> sequence of paths``: the files ``data`` reads. Their content hash
+      becomes part of the run id (``problem.data_sha256`` in :func:`trajlab.config.to_flat`), so
+      a file that changes gives new runs, never stale ones; and ``data(section)`` is called before
+      a sweep writes anything, so a bad file is a one-line error that leaves no folder behind.
     """
 
     name: str
@@ -94,6 +105,8 @@ class Problem:
     loss: Callable[[Any], Callable[[Any, Any], Any]] | None = None
     description: str = ""
     origin: str | None = None
+    nbytes: Callable[[Any], int] | None = None
+    data_files: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,14 @@ class Family:
       field), run when a RunConfig of this family is made.
     - ``flow_metrics``: the family's metrics that read ``ctx.reference`` (the gradient flow from the
       run's own init): naming one makes the engine carry that flow beside the run.
+    - ``nbytes(config) -> int`` (optional): the memory (bytes) of one run's parameters plus its
+      per-step working memory (intermediates of the loss, its gradient and the metrics: e.g. the
+      end-to-end product, activations) in the run's precision, before batching, computed from the
+      fields without allocating. The engine adds the copies of the parameters it keeps (initial
+      parameters, optimizer state, gradient and update, reference flow; measured with
+      ``jax.eval_shape`` of init) and multiplies by the batch size (:mod:`trajlab.engine.memory`).
+      Without it the engine counts the parameters (``jax.eval_shape`` of init, nothing allocated)
+      twice and the working memory is unknown.
 
     Registering sets ``config.kind`` to the name (a class attribute: ``config.model.kind`` reads it).
     """
@@ -132,6 +153,7 @@ class Family:
     flow_metrics: tuple[str, ...] = ()
     description: str = ""
     origin: str | None = None
+    nbytes: Callable[[Any], int] | None = None
 
 
 #: Metrics every family records without writing them (:mod:`trajlab.metrics.generic`): train loss,
@@ -256,6 +278,9 @@ def register_problem(problem: Problem, *, replace: bool = False) -> Problem:
     check_section(problem.config, what, needs_scale=False)
     if not callable(problem.data):
         raise PluginError(f"{what}: data must be a function data(config) -> pytree of arrays")
+    for hook in ("nbytes", "data_files"):
+        if getattr(problem, hook) is not None and not callable(getattr(problem, hook)):
+            raise PluginError(f"{what}: {hook} must be a function of the problem's config section, or None")
     with _LOCK:
         _check_class_unique(_PROBLEMS, problem.name, problem.config, what)
         if problem.origin is None:
@@ -275,6 +300,8 @@ def register_family(family: Family, *, replace: bool = False) -> Family:
     check_section(family.config, what, needs_scale=True)
     if not callable(family.build):
         raise PluginError(f"{what}: build must be a function build(config) -> FamilyParts")
+    if family.nbytes is not None and not callable(family.nbytes):
+        raise PluginError(f"{what}: nbytes must be a function nbytes(config) -> int, or None")
     if isinstance(family.problems, str) or not family.problems:
         raise PluginError(f"{what}: problems must be a non-empty tuple of problem kinds")
     for name, function in {**dict(family.metrics), **dict(family.final_metrics)}.items():
@@ -314,6 +341,7 @@ def family(
     flow_metrics: tuple[str, ...] = (),
     description: str = "",
     replace: bool = False,
+    nbytes: Callable | None = None,
 ):
     """Decorator form of :func:`register_family`: decorates ``build(config) -> FamilyParts``."""
 
@@ -322,7 +350,7 @@ def family(
             Family(
                 name, config, tuple(problems), build, dict(metrics or {}), tuple(default_metrics),
                 dict(final_metrics or {}), dict(columns or {}), check, tuple(flow_metrics),
-                description or (inspect.getdoc(build) or "").split("\n")[0],
+                description or (inspect.getdoc(build) or "").split("\n")[0], nbytes=nbytes,
             ),
             replace=replace,
         )
@@ -331,12 +359,24 @@ def family(
     return decorate
 
 
-def problem(name: str, *, config: type, loss: Callable | None = None, description: str = "", replace: bool = False):
+def problem(
+    name: str,
+    *,
+    config: type,
+    loss: Callable | None = None,
+    description: str = "",
+    replace: bool = False,
+    nbytes: Callable | None = None,
+    data_files: Callable | None = None,
+):
     """Decorator form of :func:`register_problem`: decorates ``data(config) -> pytree``."""
 
     def decorate(data):
         register_problem(
-            Problem(name, config, data, loss, description or (inspect.getdoc(data) or "").split("\n")[0]),
+            Problem(
+                name, config, data, loss, description or (inspect.getdoc(data) or "").split("\n")[0],
+                nbytes=nbytes, data_files=data_files,
+            ),
             replace=replace,
         )
         return data

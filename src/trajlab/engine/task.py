@@ -180,6 +180,9 @@ def run_configs(configs: list[RunConfig], extra_metrics: dict | None = None, pro
     first = configs[0]
     if any(static_key(c) != static_key(first) for c in configs[1:]):
         raise ValueError("run_configs: configs differ in static fields; group them with sweep.group_batches")
+    from trajlab.engine.memory import check_memory
+
+    check_memory([(first, len(configs))])  # a one-line ConfigError before anything is allocated
     return run_batch(
         compiled_task(first, extra_metrics),
         make_data(first.problem),

@@ -28,6 +28,9 @@ from trajlab.config import require
 from trajlab.metrics.registry import METRIC_FUNCTIONS
 from trajlab.registry import FamilyParts, family
 
+#: train.top_k may exceed the number of singular values (or components) up to this many columns,
+#: zero-padded: the default top_k, so every default config stays valid on small problems.
+TOP_K_PADDED = 10
 INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
 INIT_CONDITIONS = ("none", "positive_det")
 PARAMETERIZATIONS = ("factorized", "end_to_end")
@@ -81,9 +84,40 @@ def check(config) -> None:
             model.condition,
         )
     require(config.optimizer.batch_size == 0, "optimizer.batch_size", "0 for model.kind=deep_linear", config.optimizer.batch_size)
+    # W_e has min(m, n) singular values; up to the default top_k the columns are kept (zero-padded)
+    # so that configs of different sizes record the same columns.
+    top = max(min(problem.m, problem.n), TOP_K_PADDED)
+    require(
+        config.train.top_k <= top, "train.top_k",
+        f"an integer in [1, max(min(m, n), {TOP_K_PADDED})] = [1, {top}] for model.kind=deep_linear "
+        "(the singular values of the m x n end-to-end matrix)", config.train.top_k,
+    )
     if model.parameterization == "end_to_end":
         allowed = ("gd", "gradient_flow")
         require(config.optimizer.name in allowed, "optimizer.name", f"one of {allowed} with model.parameterization=end_to_end", config.optimizer.name)
+
+
+def nbytes(config) -> int:
+    """Bytes of one run (before batching): the layers and the per-step working memory, from the
+    fields alone. Working memory: the partial products of W_N ... W_1 kept for the gradient
+    (d_k x n forward, m x d_k backward), W_e with its gradient and SVD (metrics), the Gram
+    matrices of balancedness (d_j x d_j, when recorded), the init's temporaries (balanced_random: the SVD of an
+    m x n draw), and the residuals over the observations."""
+    problem, model = config.problem, config.model
+    m, n = problem.m, problem.n
+    width = model.width if model.width is not None else max(m, n)
+    dims = [n] + [width] * (model.depth - 1) + [m]
+    layers = sum(dims[j + 1] * dims[j] for j in range(model.depth))
+    parameters = m * n if model.parameterization == "end_to_end" else layers
+    observations = getattr(problem, "observations", 0) * (m if problem.kind == "regression" else 1)
+    working = (
+        sum(d * n + m * d for d in dims[1:])  # partial products of the end-to-end matrix
+        + 6 * m * n  # W_e, its gradient, its SVD
+        + (sum(d * d for d in dims) if {"balancedness", "balancedness_relative"} & set(config.metrics) else 0)
+        + (layers if model.parameterization == "end_to_end" else 0)  # the layers the init multiplies
+        + 3 * observations
+    )
+    return (8 if config.train.x64 else 4) * (parameters + working)
 
 
 def model_of(config):
@@ -104,6 +138,7 @@ def model_of(config):
     check=check,
     flow_metrics=("end_to_end_distance_to_flow",),
     description="deep linear network / deep matrix factorization W_e = W_N ... W_1",
+    nbytes=nbytes,
 )
 def build(config) -> FamilyParts:
     """Init, loss and metric context of a deep linear network on a matrix problem."""

@@ -22,6 +22,7 @@ a matrix (the deep linear network's end-to-end product) can solve them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from trajlab.config import require
@@ -112,6 +113,7 @@ class RegressionConfig:
         require(self.p >= 1, "problem.p", "a number >= 1", self.p)
         datasets = ("synthetic", "diabetes", "csv")
         require(self.dataset in datasets, "problem.dataset", f"one of {datasets} for problem.kind=regression", self.dataset)
+        require(self.path is None or isinstance(self.path, str), "problem.path", "a string (a CSV file path) or null", self.path)
         if self.dataset == "csv":
             require(bool(self.path), "problem.path", "a CSV file path when problem.dataset=csv", self.path)
         if self.dataset == "diabetes":
@@ -181,7 +183,63 @@ def _whitened_loss(config):
     return lambda w, data: whitened_loss(w, data.target)
 
 
-register_problem(Problem("completion", CompletionConfig, _matrix_data, _squared_error_loss, "matrix completion"))
-register_problem(Problem("sensing", SensingConfig, _matrix_data, _squared_error_loss, "Gaussian matrix sensing"))
-register_problem(Problem("regression", RegressionConfig, _regression_data, _lp_loss, "l_p regression"))
-register_problem(Problem("whitened", WhitenedConfig, _whitened_data, _whitened_loss, "whitened regression"))
+# --- memory of the data (bytes, float64 on the host, at the peak of drawing it), for the checks
+# made before any run (trajlab.engine.memory); computed from the fields, nothing drawn.
+
+_F64, _I32 = 8, 4
+
+
+def _target_nbytes(m: int, n: int, rank: int) -> int:
+    """W* = U V^T / sqrt(rank), rescaled: U, V, and about three m x n temporaries."""
+    return _F64 * ((m + n) * rank + 3 * m * n)
+
+
+def completion_nbytes(config) -> int:
+    """Target, observed indices and values; drawing M of m n entries without replacement may
+    permute all m n indices (numpy's Generator.choice)."""
+    if getattr(config, "dataset", "synthetic") == "razin_cohen_2x2":
+        return 1024
+    m, n, observations = config.m, config.n, config.observations
+    return _target_nbytes(m, n, config.rank) + _F64 * m * n + (2 * _I32 + 2 * _F64) * observations
+
+
+def sensing_nbytes(config) -> int:
+    """Target and the (observations, m n) measurement matrix (drawn, then scaled: two copies)."""
+    m, n, observations = config.m, config.n, config.observations
+    return _target_nbytes(m, n, config.rank) + 2 * _F64 * observations * m * n + 2 * _F64 * observations
+
+
+def regression_nbytes(config) -> int:
+    """Synthetic: W*, inputs (S, n) and outputs (S, m). A CSV: its text, the parsed table and the
+    standardized copies (at most one number per two bytes of the file)."""
+    samples = config.observations
+    if config.dataset == "csv":
+        try:
+            size = os.path.getsize(config.path)
+        except (OSError, TypeError, ValueError):
+            size = 0
+        return 2 * size + 2 * _F64 * (size // 2 + 1)  # bytes and text; the table and its standardized copy
+    if config.dataset == "diabetes":
+        return 442 * 11 * _F64 * 4
+    return _F64 * (config.m * config.n + samples * (config.n + config.m) * 2)
+
+
+def whitened_nbytes(config) -> int:
+    """Phi (m x n) and the orthogonal factors (QR of m x m and n x n Gaussian matrices)."""
+    m, n = config.m, config.n
+    return _F64 * (3 * m * n + 3 * (m * m + n * n))
+
+
+def regression_files(config) -> tuple[str, ...]:
+    """The CSV file of ``dataset=csv`` (its content hash is part of the run id)."""
+    return (config.path,) if config.dataset == "csv" and isinstance(config.path, str) and config.path else ()
+
+
+register_problem(Problem("completion", CompletionConfig, _matrix_data, _squared_error_loss, "matrix completion",
+                         nbytes=completion_nbytes))
+register_problem(Problem("sensing", SensingConfig, _matrix_data, _squared_error_loss, "Gaussian matrix sensing",
+                         nbytes=sensing_nbytes))
+register_problem(Problem("regression", RegressionConfig, _regression_data, _lp_loss, "l_p regression",
+                         nbytes=regression_nbytes, data_files=regression_files))
+register_problem(Problem("whitened", WhitenedConfig, _whitened_data, _whitened_loss, "whitened regression",
+                         nbytes=whitened_nbytes))

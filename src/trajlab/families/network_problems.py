@@ -88,5 +88,20 @@ def network_data(config):
     return classification.make_soudry_separable(config.observations - 4, seed=config.seed)
 
 
-register_problem(Problem("classification", ClassificationConfig, network_data, description="digits or the separable 2-D set"))
-register_problem(Problem("teacher_student", TeacherStudentConfig, network_data, description="two-layer ReLU teacher"))
+def network_nbytes(config) -> int:
+    """Train and test inputs and targets (float64, with the temporaries of drawing them); digits:
+    the bundled 1797 x 64 images; teacher-student: also the teacher's weights (an orthonormal
+    teacher: the QR of an n x n Gaussian matrix)."""
+    samples = config.observations + config.test_samples
+    if config.kind == "teacher_student":
+        orthonormal = 3 * config.n * config.n if config.teacher_width <= config.n else 0  # QR of n x n
+        return 8 * (3 * samples * (config.n + 1) + 3 * config.teacher_width * (config.n + 1) + orthonormal)
+    if config.dataset == "digits":
+        return 8 * 4 * 1797 * 65
+    return 8 * 3 * samples * 3
+
+
+register_problem(Problem("classification", ClassificationConfig, network_data, description="digits or the separable 2-D set",
+                         nbytes=network_nbytes))
+register_problem(Problem("teacher_student", TeacherStudentConfig, network_data, description="two-layer ReLU teacher",
+                         nbytes=network_nbytes))

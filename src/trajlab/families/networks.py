@@ -22,6 +22,7 @@ import functools
 from dataclasses import dataclass
 
 from trajlab.config import require
+from trajlab.families.deep_linear import TOP_K_PADDED
 from trajlab.metrics.network_registry import NETWORK_METRIC_FUNCTIONS, NetworkMetricState
 from trajlab.registry import Family, FamilyParts, register_family
 from trajlab.models.mlp import mlp_apply, mlp_init, two_layer_apply, two_layer_init
@@ -78,7 +79,13 @@ class TwoLayerConfig:
 
 
 def check(config) -> None:
-    """Minibatches of at most the training set."""
+    """Minibatches of at most the training set; top_k at most the singular values of a layer."""
+    top = max(config.model.width, TOP_K_PADDED)
+    require(
+        config.train.top_k <= top, "train.top_k",
+        f"an integer in [1, max(model.width, {TOP_K_PADDED})] = [1, {top}] for model.kind={config.model.kind} "
+        "(singular values of a layer, top Hessian eigenvalues)", config.train.top_k,
+    )
     require(
         config.optimizer.batch_size <= config.problem.observations,
         "optimizer.batch_size",
@@ -95,6 +102,24 @@ def dimensions(config) -> tuple[int, int]:
     if problem.dataset == "digits":
         return 64, 10
     return 2, 1
+
+
+def nbytes(config) -> int:
+    """Bytes of one run (before batching): the weights and the per-step working memory, from the
+    fields alone. Working memory: the activations of every layer over the train samples (pre- and
+    post-activation, kept for the gradient, and their gradients) and over the test samples
+    (metrics), and the outputs."""
+    model, problem = config.model, config.problem
+    inputs, outputs = dimensions(config)
+    if model.kind == "mlp":
+        sizes = [inputs] + [model.width] * (model.depth - 1) + [outputs]
+        parameters = sum(sizes[j] * sizes[j + 1] + (sizes[j + 1] if model.bias else 0) for j in range(len(sizes) - 1))
+    else:
+        sizes = [inputs, model.width, 1]
+        parameters = inputs * model.width + model.width
+    units = sum(sizes)
+    working = 4 * problem.observations * units + 2 * problem.test_samples * units + parameters
+    return (8 if config.train.x64 else 4) * (parameters + working)
 
 
 def build(config) -> FamilyParts:
@@ -190,6 +215,6 @@ def _context(params, initial, reference, data, **fields):
 
 
 _SHARED = dict(problems=NETWORK_PROBLEMS, build=build, metrics=NETWORK_METRIC_FUNCTIONS, default_metrics=DEFAULT_METRICS,
-               check=check)
+               check=check, nbytes=nbytes)
 register_family(Family("mlp", MLPConfig, description="fully connected network", **_SHARED))
 register_family(Family("two_layer", TwoLayerConfig, description="two-layer network sum_r a_r sigma(w_r^T x)", **_SHARED))

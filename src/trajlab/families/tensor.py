@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from trajlab.config import require
 from trajlab.errors import ConfigError
+from trajlab.families.deep_linear import TOP_K_PADDED
 from trajlab.metrics.tensor import CP_RANK_MAX_ENTRIES, cp_full_numpy, estimate_cp_rank
 from trajlab.metrics.tensor_registry import TENSOR_METRIC_FUNCTIONS, TensorMetricState
 from trajlab.registry import FamilyParts, register_family, Family
@@ -90,6 +91,42 @@ def check(config) -> None:
         right = {"cp": "component_norms", "hierarchical": "local_component_norms"}[kind]
         raise ConfigError(f"metrics: {wrong} is not recorded for model.kind={kind}; use {right}")
     require(config.optimizer.batch_size == 0, "optimizer.batch_size", f"0 for model.kind={config.model.kind}", config.optimizer.batch_size)
+    top = max(config.model.width, TOP_K_PADDED)
+    require(
+        config.train.top_k <= top, "train.top_k",
+        f"an integer in [1, max(model.width, {TOP_K_PADDED})] = [1, {top}] for model.kind={kind} (its component norms)",
+        config.train.top_k,
+    )
+
+
+def nbytes(config) -> int:
+    """Bytes of one run (before batching): the factors and the per-step working memory, from the
+    fields alone. Working memory: the factor rows gathered at the M observed entries (CP: K x M x
+    R; hierarchical: M x R per node, M x R^2 with tucker cores), the dense tensor with the
+    temporaries of making it (its last contraction carries the width) and the SVDs of its
+    matricizations (metrics), and the residuals."""
+    problem, model = config.problem, config.model
+    order, dim, width, observations = problem.order, problem.dim, model.width, problem.observations
+    entries = dim**order
+    if model.kind == "cp":
+        parameters = order * dim * width
+        gathered = 3 * order * observations * width
+    else:
+        sizes = [order]
+        while sizes[-1] > 1:
+            sizes.append((sizes[-1] + 1) // 2)
+        widths = [width] * (len(sizes) - 1) + [1]
+        parameters, nodes = order * dim * width, 0
+        for level in range(1, len(sizes)):
+            for node in range(sizes[level]):
+                two = 2 * node + 1 < sizes[level - 1]
+                r_in, r_out = widths[level - 1], widths[level]
+                parameters += r_in * r_in * r_out if model.core == "tucker" and two else r_in * r_out
+                nodes += 1
+        per_entry = width * width if model.core == "tucker" else width
+        gathered = 3 * (order + nodes) * observations * per_entry
+    dense = 4 * entries + entries * width  # sensing and the metrics use the dense tensor
+    return (8 if config.train.x64 else 4) * (parameters + gathered + dense + 3 * observations)
 
 
 def final_dense_tensor(params) -> np.ndarray:
@@ -162,6 +199,7 @@ _SHARED = dict(
     final_metrics={"cp_rank_estimate": cp_rank_final_metric},
     columns={"component_norms": "comp"},
     check=check,
+    nbytes=nbytes,
 )
 register_family(Family("cp", CPConfig, default_metrics=("train_loss", "reconstruction_error", "frobenius_norm",
                        "distance_from_init", "component_norms"), description="CP tensor factorization", **_SHARED))

@@ -96,11 +96,36 @@ def _matricized_data(config):
     return make_matricized_tensor_completion(config)
 
 
-register_problem(Problem("tensor_completion", TensorCompletionConfig, _tensor_data, description="tensor completion"))
-register_problem(Problem("tensor_sensing", TensorSensingConfig, _tensor_data, description="tensor sensing"))
+def _target_nbytes(config) -> int:
+    """W* (dense, float64) with the temporaries of drawing and rescaling it (about three copies)."""
+    entries = config.dim**config.order
+    return 8 * (3 * entries + config.order * config.dim * config.rank * config.rank)
+
+
+def completion_nbytes(config) -> int:
+    """Target, a permutation of its entries (numpy's choice without replacement), the observed
+    multi-indices (int32 and the int64 temporaries of unravel_index) and values."""
+    entries, observations = config.dim**config.order, config.observations
+    return _target_nbytes(config) + 8 * entries + observations * (12 * config.order + 16)
+
+
+def sensing_nbytes(config) -> int:
+    """Target and the (observations, dim^order) measurement matrix (drawn, then scaled: two copies)."""
+    return _target_nbytes(config) + 2 * 8 * config.observations * config.dim**config.order + 16 * config.observations
+
+
+def matricized_nbytes(config) -> int:
+    """The tensor completion data plus the rows, columns and flat indices of the matrix."""
+    return completion_nbytes(config) + 24 * config.observations
+
+
+register_problem(Problem("tensor_completion", TensorCompletionConfig, _tensor_data, description="tensor completion",
+                         nbytes=completion_nbytes))
+register_problem(Problem("tensor_sensing", TensorSensingConfig, _tensor_data, description="tensor sensing",
+                         nbytes=sensing_nbytes))
 register_problem(
     Problem(
         "matricized_tensor_completion", MatricizedTensorCompletionConfig, _matricized_data, _squared_error_loss,
-        "tensor completion as completion of a matricization",
+        "tensor completion as completion of a matricization", nbytes=matricized_nbytes,
     )
 )

@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,29 +36,85 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(std > 0, std, 1)
 
 
+def _check_path(path) -> Path:
+    """``problem.path`` as a Path: a string (or os.PathLike) naming an existing regular file."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"problem.path must be a string (a CSV file path), got {path!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"problem.path: no such file {str(path)!r}")
+    return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"problem.path: cannot read {str(path)!r} ({error.strerror or error})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"problem.path: {str(path)!r} is not a text CSV file (byte {error.start} is not UTF-8)"
+        ) from None
+
+
 def load_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(features, target) from a numeric CSV: last column the target; a header row is skipped.
+
+    Every cell must be a finite number: a file that is not UTF-8 text, a ragged or non-numeric
+    row, or a NaN / inf cell is a one-line :class:`~trajlab.errors.ConfigError` naming the file
+    (and the row and column of the first bad cell), raised before any run.
 
     Suits e.g. the UCI "Gas Sensor Array Drift at Different Concentrations" ethanol task
     exported as 128 feature columns and one concentration column.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"problem.path: no such file {str(path)!r}")
-    with path.open() as handle:
-        first = handle.readline()
+    path = _check_path(path)
+    text = _read_text(path)
+    if "\x00" in text:
+        raise ConfigError(f"problem.path: {str(path)!r} is not a text CSV file (it contains NUL bytes)")
+    lines = text.splitlines()
+    first = lines[0] if lines else ""
     try:
         [float(v) for v in first.strip().split(",")]
         skip = 0
     except ValueError:
         skip = 1
+    header = [v.strip() for v in first.split(",")] if skip else None
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    except ValueError as error:
-        raise ConfigError(f"problem.path: {str(path)!r} is not a numeric CSV ({error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: reported below
+            table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+    except (ValueError, TypeError, IndexError, OverflowError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise ConfigError(f"problem.path: {str(path)!r} is not a numeric CSV ({reason})") from None
+    if table.shape[0] == 0:
+        raise ConfigError(f"problem.path: {str(path)!r} has no data rows")
     if table.shape[1] < 2:
         raise ConfigError(f"problem.path: {str(path)!r} needs at least one feature column and a target column")
+    finite = np.isfinite(table)
+    if not finite.all():
+        row, column = (int(i) for i in np.argwhere(~finite)[0])
+        name = f" ({header[column]!r})" if header and column < len(header) else ""
+        line = _line_of_row(lines, skip, row)
+        raise ConfigError(
+            f"problem.path: {str(path)!r} has a non-finite value ({float(table[row, column])}) at data row {row + 1} "
+            f"(line {line}), column {column + 1}{name}; every cell must be a finite number"
+        )
     return table[:, :-1], table[:, -1]
+
+
+def _line_of_row(lines: list[str], skip: int, row: int) -> int:
+    """1-based line number of data row ``row`` (0-based), skipping the header and blank or comment
+    lines as np.loadtxt does."""
+    seen = -1
+    for number, line in enumerate(lines[skip:], start=skip + 1):
+        content = line.split("#", 1)[0].strip()
+        if content:
+            seen += 1
+            if seen == row:
+                return number
+    return row + skip + 1
 
 
 def make_regression(config: ProblemConfig) -> RegressionData:
@@ -78,7 +137,11 @@ def make_regression(config: ProblemConfig) -> RegressionData:
     if config.observations > features.shape[0]:
         raise ConfigError(f"problem.observations must be at most the number of samples ({features.shape[0]})")
     chosen = np.sort(rng.permutation(features.shape[0])[: config.observations])
-    return RegressionData(_standardize(features[chosen]), _standardize(values[chosen])[:, None], None)
+    inputs, outputs = _standardize(features[chosen]), _standardize(values[chosen])[:, None]
+    if not (np.all(np.isfinite(inputs)) and np.all(np.isfinite(outputs))):
+        where = f"problem.path: {str(config.path)!r}" if config.dataset == "csv" else f"problem.dataset={config.dataset}"
+        raise ConfigError(f"{where}: values too large to standardize (overflow to inf); rescale the data")
+    return RegressionData(inputs, outputs, None)
 
 
 def make_whitened(config: ProblemConfig) -> WhitenedData:

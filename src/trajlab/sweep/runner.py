@@ -22,8 +22,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from trajlab import registry
-from trajlab.config import RunConfig, run_id, to_flat
-from trajlab.errors import TrajlabError
+from trajlab.config import DATA_DIGEST_FIELD, RunConfig, data_files, run_id, to_flat
+from trajlab.errors import PluginError, TrajlabError
 from trajlab.executors import BatchTask, Executor, InProcessExecutor
 from trajlab.executors.frames import batch_frames, flat_row  # noqa: F401 - re-exported
 from trajlab.sweep.grid import group_batches
@@ -155,6 +155,71 @@ def _note_old_ids(store: SweepStore, manifest: dict, ids: set[str], done: set[st
         )
 
 
+def check_before_writing(configs: list[RunConfig], max_batch: int = 512, executor: Executor | None = None) -> None:
+    """The checks :func:`run_sweep` makes before it touches the sweep folder, each a one-line
+    ConfigError: the memory of every batch against the free memory of this machine
+    (:func:`trajlab.engine.memory.check_memory`; skipped for remote executors, whose workers'
+    memory is not known here), then every data file (each distinct problem section that reads
+    files, ``Problem.data_files``, is loaded once through its ``data``: a missing, undecodable or
+    non-numeric file, or a NaN / inf cell, is refused before anything is written)."""
+    from trajlab.engine.memory import check_memory
+
+    if executor is None or not executor.remote:
+        check_memory([(batch[0], len(batch)) for batch in group_batches(configs, max_batch)])
+    check_data_files(configs)
+
+
+def check_data_files(configs: list[RunConfig]) -> None:
+    """Load the data of every distinct problem section with data files (see :func:`check_before_writing`)."""
+    from trajlab.problems.registry import make_data
+
+    sections: dict[str, Any] = {}
+    for config in configs:
+        if data_files(config.problem):
+            sections.setdefault(json.dumps(to_flat(config.problem), sort_keys=True, default=str), config.problem)
+    for section in sections.values():
+        try:
+            make_data(section)
+        except TrajlabError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a plug-in's loader: one line naming it
+            raise PluginError(f"problem {section.kind!r}: data(config) failed: {_one_line(error)}") from None
+
+
+def _note_changed_data(store: SweepStore, manifest: dict, ids: dict[str, RunConfig], done: set[str]) -> None:
+    """One line on stderr when a data file changed since runs of the same configs were stored:
+    their run ids include the file's content hash, so they are re-run (the old runs stay)."""
+    import sys
+
+    key = f"problem.{DATA_DIGEST_FIELD}"
+    recorded = manifest.get("configs") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict) or not recorded:
+        return
+
+    def without_digest(flat: dict) -> str:
+        return json.dumps({k: v for k, v in flat.items() if k != key}, sort_keys=True, default=str)
+
+    stored: dict[str, int] = {}
+    for old_id, flat in recorded.items():
+        if isinstance(flat, dict) and old_id in done and old_id not in ids:
+            stored[without_digest(flat)] = stored.get(without_digest(flat), 0) + 1
+    changed, files = 0, []
+    for new_id, config in ids.items():
+        flat = to_flat(config)
+        if key not in flat or new_id in done:
+            continue
+        if without_digest(json.loads(json.dumps(flat, default=str))) in stored:
+            changed += 1
+            files.extend(f for f in data_files(config.problem) if f not in files)
+    if changed:
+        names = ", ".join(repr(f) for f in files)
+        print(
+            f"note: the data file {names} changed since runs of this sweep were stored in {store.folder} "
+            f"(its content hash is part of the run id): {changed} runs are re-run with the new data; the old runs stay",
+            file=sys.stderr,
+        )
+
+
 def run_sweep(
     configs: list[RunConfig],
     folder: str | Path,
@@ -184,9 +249,16 @@ def run_sweep(
     ``check_plugins``: before any run starts, trace (not run) one config of every batch through its
     family (:func:`trajlab.engine.check_family`), so a plug-in that breaks its contract is a
     one-line PluginError, not a traceback from a worker.
+
+    Before the folder is touched (:func:`check_before_writing`): the memory of every batch is
+    estimated and compared with the free memory, and every data file is loaded and checked; a
+    failure is a one-line ConfigError and nothing is written. A data file's content hash is part
+    of the run id, so runs of a file that changed are re-run (with a note), never returned stale.
     """
     import jax
 
+    configs = list(configs)
+    check_before_writing(configs, max_batch, executor)
     store = SweepStore(folder)
     store.prepare()
     ids = {run_id(c): c for c in configs}
@@ -212,6 +284,7 @@ def run_sweep(
     )
     pending = [c for i, c in ids.items() if i not in done]
     _note_old_ids(store, previous_manifest, set(ids), done, len(pending))
+    _note_changed_data(store, previous_manifest, ids, done)
     batches = group_batches(pending, max_batch)
     if check_plugins:
         from trajlab.engine import check_family
