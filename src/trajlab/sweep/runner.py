@@ -265,6 +265,12 @@ def run_sweep(
     # Check what is there before writing anything, so that an unreadable file stops the sweep untouched.
     store.check_readable()
     previous_manifest = store.read_manifest()
+    recorded = previous_manifest.get("presets") or []
+    if preset and recorded and preset not in recorded:
+        raise TrajlabError(
+            f"--out: {str(store.folder)!r} holds the sweep of preset {recorded[-1]!r}; run {preset!r} into "
+            "another folder (one folder, one preset: its figures and claims read every run in it)"
+        )
     done = store.completed_run_ids()
     finished_baselines = store.completed_baseline_ids()
     owned = executor is None
