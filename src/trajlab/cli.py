@@ -2,6 +2,11 @@
 
 Input errors print one line ``error: ...`` naming the field and what is allowed, and exit with
 code 2 before anything is written.
+
+Files written at a path the user names (``report --output``, the pages of ``reproduce --out``,
+figures and tables) replace only a regular file that may be written: a folder, a device node, a
+FIFO, a symbolic link (never followed, never replaced) or a read-only file (also for root) is a
+one-line error; see :mod:`trajlab.safe_files`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ def _resolve(preset_name: str, sets: list[str], quick: bool, x64: bool):
         assignments["train.x64"] = True
     fixed, axes = split_axes(assignments)
     return preset, fixed, axes
+
+
+def _path_option(text: Optional[str], option: str, what: str) -> Optional[Path]:
+    """The path an option names; an empty one is an error (``Path("")`` would be the current folder)."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise TrajlabError(f"{option}: empty path; give a {what}, or leave {option} out for the default")
+    return Path(text)
 
 
 def default_out(preset_name: str, quick: bool) -> Path:
@@ -90,13 +104,18 @@ def show_config(
 def run(
     preset: str = typer.Argument(..., help="preset name (see `trajlab list`) or path/to/file.py:NAME"),
     set_: List[str] = typer.Option([], "--set", help="key=value; a list [a,b] sweeps the field"),
-    out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default results/PRESET[-quick])"),
+    out: Optional[str] = typer.Option(None, "--out", help="sweep folder (default results/PRESET[-quick])"),
     x64: bool = typer.Option(False, "--x64", help="float64 instead of float32"),
     quick: bool = typer.Option(False, "--quick", help="fewer grid points: minutes on a 2-core CPU"),
     max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
-    executor_name: str = typer.Option("inprocess", "--executor", help="where batches run: inprocess, dask or slurm"),
+    executor_name: str = typer.Option(
+        "inprocess", "--executor",
+        help="where batches run: inprocess, dask or slurm (slurm: submitit's job pickles are stored in DIR/slurm "
+             "and unpickled by the jobs, so whoever can write the sweep folder can run code in your SLURM jobs; "
+             "keep the folder writable by you only)",
+    ),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask: scheduler address (default: a local cluster)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="dask: worker processes of the local cluster"),
     slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="slurm: partition of the batch jobs"),
@@ -114,6 +133,7 @@ def run(
     executor = None
     folder = out
     try:
+        out = _path_option(out, "--out", "folder")
         if max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
         executor = make_executor(
@@ -126,6 +146,8 @@ def run(
         reason = SweepStore.can_write(folder)
         if reason:
             raise TrajlabError(f"--out: cannot write to folder {str(folder)!r} ({reason})")
+        if figures and spec.figures:
+            _check_figure_targets(folder, "--out")
         from trajlab.sweep import run_sweep
 
         baselines = spec.baselines(configs) if spec.baselines else []
@@ -154,7 +176,9 @@ def run(
         console.print(f"{spec.name}: {claims_summary(check_claims(spec.claims, data))} (details: trajlab report)",
                       highlight=False)
     if figures and spec.figures:
-        for path in _write_figures(spec, data, folder):
+        saved = (f"the runs are saved in {str(folder)!r}: free space or fix permissions, then "
+                 f"`trajlab plot {folder}` writes the figures")
+        for path in _write_figures(spec, data, folder, "--out", saved):
             console.print(f"wrote {path}")
 
 
@@ -191,15 +215,53 @@ def _print_summary(data, spec=None) -> None:
     console.print(render_table(_for_display(_final_table(data, spec)), title="final values"))
 
 
-def _write_figures(spec, data, folder: Path) -> list[Path]:
-    from trajlab.plots import save_figure
+def _check_figure_targets(folder: Path, option: str) -> None:
+    """Fail before anything is computed or drawn when FOLDER/figures or FOLDER/final_table.csv
+    could not be written (a read-only folder, a file where the figures folder goes, ...)."""
+    from trajlab.safe_files import folder_problem, output_problem
 
+    figures = Path(folder) / "figures"
+    reason = folder_problem(figures)
+    if reason:
+        raise TrajlabError(f"{option}: cannot write figures into {str(figures)!r} ({reason})")
+    table = Path(folder) / "final_table.csv"
+    reason = output_problem(table)
+    if reason:
+        raise TrajlabError(f"{option}: cannot write {str(table)!r} ({reason})")
+
+
+def _write_figures(spec, data, folder: Path, option: str, saved: str) -> list[Path]:
+    """Write the preset's figures into FOLDER/figures and FOLDER/final_table.csv; return the paths.
+
+    A file that cannot be written (a full disk, a read-only folder, a target that is not ours to
+    replace) is one line ``error: OPTION: cannot write ...; SAVED`` and exit code 2: the results
+    themselves are stored already, and SAVED says so.
+    """
+    from trajlab.plots import save_figure
+    from trajlab.plots.save import FORMATS, _close
+    from trajlab.safe_files import OutputError, check_output, write_output
+
+    folder = Path(folder)
     written = []
-    for name, figure in spec.figures(data).items():
-        written.extend(save_figure(figure, Path(folder) / "figures", name))
-    table_path = Path(folder) / "final_table.csv"
-    _final_table(data, spec).to_csv(table_path)
-    written.append(table_path)
+    pending = []
+    try:
+        pending = list(spec.figures(data).items())
+        while pending:
+            name, figure = pending[0]
+            for fmt in FORMATS:
+                check_output(folder / "figures" / f"{name}.{fmt}", option)
+            pending.pop(0)
+            written.extend(save_figure(figure, folder / "figures", name))
+        table_path = folder / "final_table.csv"
+        write_output(table_path, _final_table(data, spec).to_csv().encode("utf-8"), option)
+        written.append(table_path)
+    except OutputError as error:
+        _fail(f"{option}: cannot write {str(error.path)!r} ({error.reason}); {saved}")
+    except OSError as error:  # a full disk, a folder made read-only while drawing
+        _fail(f"{option}: cannot write into {str(folder / 'figures')!r} ({error.strerror or error}); {saved}")
+    finally:
+        for _, figure in pending:
+            _close(figure)
     return written
 
 
@@ -228,7 +290,11 @@ def plot(folder: Path = typer.Argument(..., help="a sweep folder")) -> None:
         _fail(f"DIR: {str(folder)!r}: {note}")
     if len(data.runs) == 0:
         _fail(f"DIR: {str(folder)!r} has no finished runs to plot")
-    for path in _write_figures(spec, data, folder):
+    try:
+        _check_figure_targets(folder, "DIR")
+    except TrajlabError as error:
+        _fail(f"{error}; nothing was written")
+    for path in _write_figures(spec, data, folder, "DIR", "the sweep's results are unchanged"):
         console.print(f"wrote {path}")
 
 
@@ -308,30 +374,41 @@ def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
 
 
 def _check_page_path(path: Path, option: str) -> None:
-    if path.is_dir():
-        _fail(f"{option}: {str(path)!r} is a folder; give the path of an .html file")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        _fail(f"{option}: cannot write {str(path)!r} ({parent} is not a directory)")
+    """Fail when trajlab must not write the page ``path`` (:func:`trajlab.safe_files.output_problem`:
+    not a regular file, a symbolic link, read-only, in a folder that cannot be written)."""
+    from trajlab.safe_files import OutputError, check_output
+
+    try:
+        check_output(path, option)
+    except OutputError as error:
+        _fail(str(error))
 
 
 def _write_page(path: Path, text: str, option: str) -> None:
-    from trajlab.store.sweep_dir import atomic_write_bytes
+    """Write a page (or table) atomically over nothing but a regular file that may be written."""
+    from trajlab.safe_files import OutputError, write_output
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, text.encode("utf-8"))
-    except OSError as error:
-        _fail(f"{option}: cannot write {str(path)!r} ({error.strerror or error})")
+        write_output(path, text.encode("utf-8"), option)
+    except OutputError as error:
+        _fail(str(error))
 
 
 @app.command("report")
 def report(
     folder: Path = typer.Argument(..., help="a sweep folder"),
-    output: Optional[Path] = typer.Option(None, "--output", help="the HTML file (default DIR/report.html)"),
+    output: Optional[str] = typer.Option(
+        None, "--output",
+        help="the HTML file (default DIR/report.html); replaces only a regular file you may write, never a "
+             "folder, device, FIFO, symbolic link or read-only file",
+    ),
 ) -> None:
     """Write one self-contained HTML page of a sweep folder: the preset's published claims with the
     measured values and verdicts, its figures, the tables of final values, each run's config."""
+    try:
+        output = _path_option(output, "--output", "file")
+    except TrajlabError as error:
+        _fail(str(error))
     data = _load(folder)
     path = output if output is not None else Path(folder) / "report.html"
     _check_page_path(path, "--output")
@@ -349,7 +426,7 @@ def report(
 def reproduce(
     presets: Optional[List[str]] = typer.Argument(None, help="presets to run (default: all, see `trajlab list`)"),
     quick: bool = typer.Option(False, "--quick", help="the shrunken presets: minutes on a 2-core CPU"),
-    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/reproduce[-quick])"),
+    out: Optional[str] = typer.Option(None, "--out", help="folder (default results/reproduce[-quick])"),
     set_: List[str] = typer.Option([], "--set", help="key=value applied to every preset; a list [a,b] sweeps"),
     x64: bool = typer.Option(False, "--x64", help="float64 for every preset"),
     max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
@@ -368,6 +445,7 @@ def reproduce(
 
     plans = []
     try:
+        out = _path_option(out, "--out", "folder")
         if max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
         for name in dict.fromkeys(presets or list(registered())):
@@ -377,6 +455,13 @@ def reproduce(
         reason = SweepStore.can_write(root)
         if reason:
             raise TrajlabError(f"--out: cannot write to folder {str(root)!r} ({reason})")
+        from trajlab.safe_files import check_output
+
+        # Every page and table written outside the sweeps' stores, checked before anything runs.
+        check_output(root / "index.html", "--out")
+        for spec, _ in plans:
+            for name in ("report.html", "final_table.csv"):
+                check_output(root / spec.name / name, "--out")
     except TrajlabError as error:
         _fail(str(error))
     from trajlab.sweep import run_sweep
@@ -396,7 +481,7 @@ def reproduce(
             continue
         images = _figure_images(spec, data)
         if len(data.runs):
-            _final_table(data, spec).to_csv(folder / "final_table.csv")
+            _write_page(folder / "final_table.csv", _final_table(data, spec).to_csv(), "--out")
         text, checks = _report_html(spec, data, folder, images, [])
         _write_page(folder / "report.html", text, "--out")
         runs, statuses = runs_summary(data.runs)

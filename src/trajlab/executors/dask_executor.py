@@ -9,18 +9,88 @@ Workers must import the same trajlab, and see the sweep folder at the same path 
 system): each writes its batches itself. When a worker dies mid-batch the scheduler reruns the
 batch elsewhere (up to its ``distributed.scheduler.allowed-failures``), then reports
 ``KilledWorker``; the sweep ends with a one-line error and the same command resumes it.
+
+The scheduler address is checked when the executor is made, before anything starts
+(:func:`check_scheduler_address`): ``tcp://host:port`` or ``host:port`` (tcp), or another scheme
+of Dask's comm backends (``tls://host:port``, ``ws://``, ``wss://``, ``ucx://host:port``,
+``inproc://...``, or one a package registers).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import uuid
 from concurrent.futures import Future
 
 from trajlab.errors import ConfigError, TrajlabError
 from trajlab.executors.base import BatchOutcome, BatchTask, Executor, Progress, execute_batch, require
+
+
+# Dask's comm backends that address a host and a port; inproc addresses a process ("inproc://ip/pid/n").
+HOST_PORT_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+KNOWN_SCHEMES = HOST_PORT_SCHEMES + ("inproc",)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")  # a host name or an IPv4 address
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
+_EXAMPLES = "give e.g. tcp://host:8786 or host:8786 (or tls://, ws://, wss://, ucx://host:port, inproc://...)"
+
+
+def _known_scheme(scheme: str) -> bool:
+    if scheme in KNOWN_SCHEMES:
+        return True
+    try:  # a backend another package registers (entry point group distributed.comm.backends)
+        from distributed.comm.registry import get_backend
+
+        get_backend(scheme)
+        return True
+    except Exception:
+        return False
+
+
+def check_scheduler_address(address: str) -> str:
+    """The stripped Dask scheduler ``address``, or a one-line ConfigError naming --scheduler.
+
+    Accepted: ``[scheme://]location`` with a scheme Dask knows (tcp when none is given); the
+    location of tcp, tls, ws, wss and ucx is ``host:port`` (``[ipv6]:port``) with a port in 1..65535,
+    as Dask's clients require a port. Nothing is resolved or contacted here.
+    """
+    text = address.strip()
+    if not text:
+        raise ConfigError(f"--scheduler: empty address; {_EXAMPLES}, or leave it out for a local cluster")
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"--scheduler: {address!r} is not a scheduler address ({why}); {_EXAMPLES}")
+
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise bad("it contains spaces or control characters")
+    scheme, sep, location = text.partition("://")
+    if not sep:
+        scheme, location = "tcp", text
+    elif not _SCHEME.fullmatch(scheme):
+        raise bad(f"{scheme!r} is not a URL scheme")
+    elif not _known_scheme(scheme):
+        raise bad(f"unknown scheme {scheme!r}; Dask knows {', '.join(KNOWN_SCHEMES)}")
+    if not location or "://" in location:
+        raise bad("no location after the scheme" if not location else "more than one scheme")
+    if scheme not in HOST_PORT_SCHEMES:
+        return text
+    if location.startswith("["):
+        host, bracket, rest = location[1:].partition("]")
+        if not bracket or not _IPV6.fullmatch(host) or not rest.startswith(":"):
+            raise bad("an IPv6 address is written [address]:port")
+        port = rest[1:]
+    else:
+        host, colon, port = location.rpartition(":")
+        if not colon:
+            raise bad("no port: write host:port")
+        if not _HOST.fullmatch(host):
+            raise bad(f"{host!r} is not a host name or address" if host else "no host before the port")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise bad(f"port {port!r} is not an integer in 1..65535")
+    return text
 
 
 def default_workers() -> int:
@@ -36,8 +106,8 @@ class DaskExecutor(Executor):
 
     def __init__(self, scheduler: str | None = None, n_workers: int | None = None, connect_timeout_s: float = 30):
         require("distributed", "--executor dask")
-        if scheduler is not None and not scheduler.strip():
-            raise ConfigError("--scheduler: empty address; give e.g. tcp://host:8786, or leave it out for a local cluster")
+        if scheduler is not None:
+            scheduler = check_scheduler_address(scheduler)
         if scheduler is not None and n_workers is not None:
             raise ConfigError("--workers: sizes a local cluster and cannot be combined with --scheduler")
         if n_workers is not None and n_workers < 1:
@@ -58,7 +128,7 @@ class DaskExecutor(Executor):
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout=self.connect_timeout_s)
-            except (OSError, TimeoutError) as error:
+            except (OSError, TimeoutError, ValueError) as error:  # ValueError: an address Dask refuses after all
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise TrajlabError(f"--scheduler: cannot connect to {self.scheduler!r} ({reason})") from None
             return

@@ -8,11 +8,19 @@ failed batch at the end; the same command resumes the sweep.
 
 ``cluster``: submitit's name of the backend; "slurm" for real use, "local" runs the same jobs as
 local subprocesses (what the tests use, where there is no SLURM).
+
+Security: submitit hands each job its task as a *pickle* in the job folder, and the job unpickles
+it on the cluster, under your account. Whoever can write that folder, or the sweep folder above
+it (and so rename the job folder away and put another in its place), can run any code in your
+jobs. trajlab creates the job folder with owner-only permissions (0o700) and refuses one that is
+not a folder of yours; keep the sweep folder writable by you only.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import threading
 import time
 from concurrent.futures import Future
@@ -23,7 +31,15 @@ from trajlab.executors.base import BatchOutcome, BatchTask, Executor, Progress, 
 
 
 class SlurmExecutor(Executor):
-    """Submit each batch as a SLURM job (``partition``, ``time_min`` per job, ``gpus`` per job)."""
+    """Submit each batch as a SLURM job (``partition``, ``time_min`` per job, ``gpus`` per job).
+
+    Job scripts, logs and the task pickles the jobs unpickle go to ``<sweep folder>/slurm/`` (or
+    ``log_folder``), created with owner-only permissions (0o700); a folder there that is not a
+    folder of yours (another user's, a symbolic link, a file) is a one-line error. **Whoever can
+    write the sweep folder can run code on the cluster as you**: they can replace the job folder
+    and the pickles in it before a job starts. Keep sweep folders of SLURM runs writable by you
+    only.
+    """
 
     name = "slurm"
     remote = True
@@ -75,13 +91,16 @@ class SlurmExecutor(Executor):
 
         folder = self.log_folder if self.log_folder is not None else Path(sweep_folder) / "slurm"
         if folder not in self._submitit:
+            private_folder(folder)
             executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
             executor.update_parameters(**self.parameters())
             self._submitit[folder] = executor
         return self._submitit[folder]
 
     def submit(self, task: BatchTask, progress: Progress | None = None) -> "Future[BatchOutcome]":
-        job = self.submitit_executor(task.folder).submit(execute_batch, task)
+        submitit_executor = self.submitit_executor(task.folder)
+        private_folder(submitit_executor.folder.parent)  # again before each pickle: it may have been replaced
+        job = submitit_executor.submit(execute_batch, task)
         future: "Future[BatchOutcome]" = Future()
         future.set_running_or_notify_cancel()
         with self._lock:
@@ -135,3 +154,32 @@ class SlurmExecutor(Executor):
         parts = [f"partition={self.partition}"] if self.partition else []
         parts += [f"time={self.time_min}min", f"gpus={self.gpus}"]
         return f"slurm ({', '.join(parts)})" if self.cluster == "slurm" else f"submitit {self.cluster} ({', '.join(parts)})"
+
+
+def private_folder(folder: Path) -> Path:
+    """Create ``folder`` (and the folders above it) if needed, readable and writable by its owner
+    only (0o700); raise a ConfigError if it is a symbolic link, not a folder, or another user's.
+
+    submitit stores the job pickles in it (module docstring): nobody else may write there.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise ConfigError(
+            f"--executor slurm: {folder} is {what}; submitit's job files (pickles the jobs run) must go to a "
+            "folder of yours: remove it and rerun"
+        )
+    if st.st_uid != os.geteuid():
+        raise ConfigError(
+            f"--executor slurm: {folder} belongs to another user (uid {st.st_uid}), who could replace the job "
+            "pickles your jobs run: remove it and rerun"
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    return folder
