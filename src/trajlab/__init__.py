@@ -48,10 +48,11 @@ from trajlab.registry import (  # noqa: E402
     register_family,
     register_problem,
 )
-from trajlab.store import SweepData, load  # noqa: E402
 
 # Loaded on first use (they import JAX or every preset).
 _LAZY = {
+    "load": ("trajlab.store", "load"),
+    "SweepData": ("trajlab.store", "SweepData"),
     "run": ("trajlab.api", "run"),
     "grid": ("trajlab.api", "grid"),
     "init_params": ("trajlab.api", "init_params"),

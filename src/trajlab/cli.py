@@ -566,22 +566,28 @@ def _enable_compilation_cache() -> None:
     """Reuse XLA compilations across invocations (saves 2-3 s per command on a 2-core CPU).
 
     Off when TRAJLAB_COMPILATION_CACHE=0; the folder is TRAJLAB_COMPILATION_CACHE or
-    ~/.cache/trajlab/jax.
+    ~/.cache/trajlab/jax. Set through JAX's environment variables (read when JAX is imported), so
+    commands that never import JAX (``--help``, ``list``) do not pay for importing it; an
+    explicit JAX_COMPILATION_CACHE_DIR wins.
     """
     import os
 
     setting = os.environ.get("TRAJLAB_COMPILATION_CACHE", "")
-    if setting == "0":
+    if setting == "0" or "jax" in sys.modules:
+        if setting != "0":  # already imported (e.g. by a plug-in): configure it directly
+            import jax
+
+            folder = Path(setting) if setting else Path.home() / ".cache" / "trajlab" / "jax"
+            jax.config.update("jax_compilation_cache_dir", str(folder))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
         return
     folder = Path(setting) if setting else Path.home() / ".cache" / "trajlab" / "jax"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def main() -> None:
