@@ -443,3 +443,20 @@ def test_config_errors_are_one_line_and_name_the_field(updates, field):
     message = str(error.value)
     assert "\n" not in message
     assert field in message
+
+
+def test_sgd_checks_its_stopping_rules_at_recording_points_only():
+    """No full forward pass per step: a minibatch run that reaches train.tol stops at the next
+    recording point, with the same trajectory up to there as the run without a tolerance."""
+    from trajlab.engine.schedule import recording_steps
+
+    free = network_config(**{"optimizer.batch_size": 40, "train.max_steps": 200, "train.record_every": 20,
+                             "metrics": ["train_loss"]})
+    losses = {step: row["train_loss"] for step, row in trajectory_rows(run_configs([free]), 0).items()}
+    tol = float(np.median(list(losses.values())))  # reached somewhere inside the run
+    result = run_configs([replace_dotted(free, {"train.tol": tol})])
+    stop = int(result.steps[0])
+    assert result.status == ["done"] and stop in set(recording_steps(free.train).tolist())
+    assert losses[stop] <= tol and all(value > tol for step, value in losses.items() if step < stop)
+    rows = trajectory_rows(result, 0)
+    assert max(rows) == stop and all(row["train_loss"] == losses[step] for step, row in rows.items())

@@ -195,7 +195,8 @@ class OptimizerConfig:
     deep matrix factorization code; the hierarchical tensor factorization code uses 1e-6, which
     matters when gradients at init are far below 1e-4). batch_size: 0 for full-batch gradients; k > 0 for
     stochastic gradients on k samples drawn without replacement at every step (network problems;
-    stopping and divergence still look at the full train loss).
+    stopping and divergence look at the full train loss at the recording points only: no full
+    forward pass per step, and a run that reaches train.tol stops at the next recording point).
     """
 
     name: str = "normalized_gd"

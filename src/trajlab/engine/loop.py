@@ -49,8 +49,11 @@ class Task:
     parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
     final values of the run, not trajectory columns.
     minibatch(data, key) -> data: the samples of one stochastic step (``optimizer.batch_size``);
-    each run draws its own with key fold_in(fold_in(PRNGKey(seed), 1), step); the stopping rules still use the
-    full train loss.
+    each run draws its own with key fold_in(fold_in(PRNGKey(seed), 1), step). Such a run makes no
+    full forward pass per step: its stopping rules (tol, divergence, max_steps) are checked on the
+    full train loss at the recording points only, so a run that reaches tol stops at the next
+    recording point (its ``steps`` is that point), and ``gradient_evaluations`` counts its
+    stochastic gradients.
     """
 
     init: Callable[[Any, Any], Any]
@@ -150,27 +153,43 @@ class CompiledTask:
 
     def _step_one(self, state, lr, target, data):
         task = self.task
-        if task.minibatch is None:
-            loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
-        else:
-            batch = task.minibatch(data, jax.random.fold_in(state["sample_key"], state["steps"]))
-            loss = task.loss(state["params"], data)
-            grads = jax.grad(task.loss)(state["params"], batch)
+        loss, grads = jax.value_and_grad(task.loss)(state["params"], data)
         active = state["status"] == ACTIVE
         status = self._mark(state, active, loss)
         status = jnp.where((status == ACTIVE) & (state["steps"] >= task.max_steps), MAX_STEPS, status)
         moving = (status == ACTIVE) & (state["steps"] < target)
-        updates, opt = task.optimizer.update(grads, state["opt"], state["params"])
+        return self._update(state, lr, grads, moving, dict(
+            loss=jnp.where(active, loss, state["loss"]),
+            evaluations=state["evaluations"] + active.astype(jnp.int32),
+            status=status.astype(jnp.int32),
+        ))
+
+    def _update(self, state, lr, grads, moving, changes):
+        updates, opt = self.task.optimizer.update(grads, state["opt"], state["params"])
         params = jax.tree_util.tree_map(lambda p, u: p + lr.astype(p.dtype) * u, state["params"], updates)
         return dict(
             state,
             params=_select(moving, params, state["params"]),
             opt=_select(moving, opt, state["opt"]),
-            loss=jnp.where(active, loss, state["loss"]),
             steps=state["steps"] + moving.astype(jnp.int32),
-            evaluations=state["evaluations"] + active.astype(jnp.int32),
-            status=status.astype(jnp.int32),
+            **changes,
         )
+
+    def _stochastic_step_one(self, state, lr, target, data):
+        """One minibatch step: no full forward pass (the stopping rules run at recording points)."""
+        task = self.task
+        batch = task.minibatch(data, jax.random.fold_in(state["sample_key"], state["steps"]))
+        grads = jax.grad(task.loss)(state["params"], batch)
+        moving = (state["status"] == ACTIVE) & (state["steps"] < jnp.minimum(target, task.max_steps))
+        return self._update(state, lr, grads, moving, dict(evaluations=state["evaluations"] + moving.astype(jnp.int32)))
+
+    def _stochastic_stop_one(self, state, data):
+        """The stopping rules of a minibatch run at a recording point, on the full train loss."""
+        loss = self.task.loss(state["params"], data)
+        active = state["status"] == ACTIVE
+        status = self._mark(state, active, loss)
+        status = jnp.where((status == ACTIVE) & (state["steps"] >= self.task.max_steps), MAX_STEPS, status)
+        return dict(state, loss=jnp.where(active, loss, state["loss"]), status=status.astype(jnp.int32))
 
     def _pending(self, state, target):
         active = state["status"] == ACTIVE
@@ -179,6 +198,15 @@ class CompiledTask:
     def _advance(self, state, lrs, target, data):
         if self.task.flow is not None:
             state = jax.vmap(self._flow_one, in_axes=(0, 0, None, None))(state, lrs, target, data)
+        elif self.task.minibatch is not None:
+            step = jax.vmap(self._stochastic_step_one, in_axes=(0, 0, None, None))
+            end = jnp.minimum(target, self.task.max_steps)
+            state = jax.lax.while_loop(
+                lambda s: jnp.any((s["status"] == ACTIVE) & (s["steps"] < end)),
+                lambda s: step(s, lrs, target, data),
+                state,
+            )
+            state = jax.vmap(self._stochastic_stop_one, in_axes=(0, None))(state, data)
         else:
             step = jax.vmap(self._step_one, in_axes=(0, 0, None, None))
             state = jax.lax.while_loop(
