@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import cvxpy as cp
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,6 +46,8 @@ class MaxMarginResult:
 
 
 def _default_solver() -> str:
+    import cvxpy as cp
+
     return "CLARABEL" if "CLARABEL" in cp.installed_solvers() else "SCS"
 
 
@@ -78,6 +79,8 @@ def hard_margin_svm(inputs, labels, *, solver: str | None = None) -> MaxMarginRe
         raise ValueError("inputs must be finite")
     solver = _default_solver() if solver is None else solver
     signed = y[:, None] * x  # row i: y_i x_i
+
+    import cvxpy as cp  # here: importing cvxpy costs about a second, paid by the sweeps that solve
 
     start = time.perf_counter()
     w = cp.Variable(x.shape[1])

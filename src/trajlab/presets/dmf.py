@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trajlab.baselines import nuclear_norm_completion, nuclear_norm_sensing
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig, to_flat
 from trajlab.presets.claims import (
     baseline_rows,
@@ -62,6 +61,8 @@ def nuclear_norm_jobs(configs: list[RunConfig]) -> list[BaselineJob]:
 
 def _nuclear_norm_solver(problem: ProblemConfig):
     def compute() -> dict:
+        from trajlab.baselines import nuclear_norm_completion, nuclear_norm_sensing  # cvxpy: on use
+
         data = make_matrix_problem(problem)
         shape = (problem.m, problem.n)
         if problem.kind == "completion":
