@@ -79,15 +79,12 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
     def metrics(params, initial, reference, data):
         return evaluate_metrics(functions, context(params, initial, reference, data), family.columns)
 
-    final_metrics = None
-    if final_names:
-
-        def final_metrics(params, data):
-            out = {}
-            for name in final_names:
-                value = family.final_metrics[name](params, data, config)
-                out.update(value if isinstance(value, dict) else {name: value})
-            return out
+    def final_metrics(params, data):
+        out = {}
+        for name in final_names:
+            value = family.final_metrics[name](params, data, config)
+            out.update(value if isinstance(value, dict) else {name: value})
+        return out
 
     return Task(
         init=parts.init,
@@ -100,7 +97,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         dtype=dtype,
         flow=integrator if gradient_flow else None,
         reference=integrator if wants_reference else None,
-        final_metrics=final_metrics,
+        final_metrics=final_metrics if final_names else None,
         minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
     )
 
