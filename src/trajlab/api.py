@@ -74,7 +74,7 @@ def run(
     x64: bool = False,
     executor: Any = None,
     progress: bool = False,
-    max_batch: int = 512,
+    max_batch: int | None = None,
     extra_metrics: dict | None = None,
     figures: bool = False,
 ):
@@ -89,7 +89,7 @@ def run(
     """
     from trajlab.sweep import run_sweep
 
-    if max_batch < 1:
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
         raise ConfigError(f"max_batch must be an integer >= 1, got {max_batch}")
     preset = None
     if isinstance(target, (Preset, str)):

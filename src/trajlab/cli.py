@@ -107,7 +107,9 @@ def run(
     out: Optional[str] = typer.Option(None, "--out", help="sweep folder (default results/PRESET[-quick])"),
     x64: bool = typer.Option(False, "--x64", help="float64 instead of float32"),
     quick: bool = typer.Option(False, "--quick", help="fewer grid points: minutes on a 2-core CPU"),
-    max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", help="most runs in one vmapped batch (default: as many as fit half the free memory, at most 512)"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
     executor_name: str = typer.Option(
@@ -134,7 +136,7 @@ def run(
     folder = out
     try:
         out = _path_option(out, "--out", "folder")
-        if max_batch < 1:
+        if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
         executor = make_executor(
             executor_name, scheduler=scheduler, workers=workers,
@@ -429,7 +431,9 @@ def reproduce(
     out: Optional[str] = typer.Option(None, "--out", help="folder (default results/reproduce[-quick])"),
     set_: List[str] = typer.Option([], "--set", help="key=value applied to every preset; a list [a,b] sweeps"),
     x64: bool = typer.Option(False, "--x64", help="float64 for every preset"),
-    max_batch: int = typer.Option(512, "--max-batch", help="most runs in one vmapped batch"),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", help="most runs in one vmapped batch (default: as many as fit half the free memory, at most 512)"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     strict: bool = typer.Option(False, "--strict", help="exit code 1 also when a checked claim does not hold"),
 ) -> None:
@@ -446,7 +450,7 @@ def reproduce(
     plans = []
     try:
         out = _path_option(out, "--out", "folder")
-        if max_batch < 1:
+        if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
         for name in dict.fromkeys(presets or list(registered())):
             spec, fixed, axes = _resolve(name, set_, quick, x64)

@@ -163,9 +163,48 @@ def host_available() -> tuple[int | None, str]:
         return None, "unknown"
 
 
+#: Environment variable capping the memory trajlab plans for (bytes, or with a unit: 512MiB, 2GiB, 1.5GB).
+MEMORY_LIMIT_ENV = "TRAJLAB_MEMORY_LIMIT"
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def memory_limit() -> int | None:
+    """``TRAJLAB_MEMORY_LIMIT`` in bytes (None when unset); a one-line ConfigError when malformed."""
+    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not text:
+        return None
+    import re
+
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise ConfigError(
+            f"{MEMORY_LIMIT_ENV} must be a number of bytes >= 1, optionally with a unit (KiB, MiB, GiB, KB, MB, GB), "
+            f"got {text!r}"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
 def available_memory() -> Available:
     """Free host memory and, on a GPU backend, the default device's free memory (its
-    ``memory_stats()``: bytes_limit - bytes_in_use) when it reports it."""
+    ``memory_stats()``: bytes_limit - bytes_in_use) when it reports it; both capped by
+    ``TRAJLAB_MEMORY_LIMIT`` when it is set."""
+    available = _available_memory()
+    limit = memory_limit()
+    if limit is None:
+        return available
+    source = f"allowed by {MEMORY_LIMIT_ENV}"
+    host, host_source = available.host, available.host_source
+    if host is None or limit < host:
+        host, host_source = limit, source
+    device, device_source = available.device, available.device_source
+    if device is not None and limit < device:
+        device, device_source = limit, source
+    return Available(host, host_source, device, device_source)
+
+
+def _available_memory() -> Available:
     host, source = host_available()
     try:
         import jax
@@ -355,3 +394,38 @@ def check_memory(batches: Sequence[tuple[RunConfig, int]], available: Available 
                 f"run{'s' if runs != 1 else ''} ({current.parts()}), but {format_bytes(free)} {source}; "
                 f"reduce {reduce} (TRAJLAB_MEMORY_CHECK=0 skips this check)"
             )
+
+
+#: Share of the free memory that a batch whose size is chosen from the estimate may plan to use
+#: (the estimate is typically within a factor of two of the peak).
+BATCH_MEMORY_FRACTION = 0.5
+#: The most runs in one vmapped batch when ``--max-batch`` is not given.
+DEFAULT_MAX_BATCH = 512
+
+
+def batch_capacity(config: RunConfig, available: Available | None = None, *, limit: int = DEFAULT_MAX_BATCH,
+                   fraction: float = BATCH_MEMORY_FRACTION) -> int:
+    """The most runs of ``config`` in one batch whose estimated memory stays within ``fraction``
+    of the free memory (host, and device where it is separate), at most ``limit`` and at least 1
+    (a single run that does not fit is refused by :func:`check_memory`, naming the field).
+
+    The estimate is affine in the number of runs (data and schedule once, parameters, optimizer
+    state and recorded rows per run), so two estimates give the slope."""
+    if not enabled():
+        return limit
+    available = available or available_memory()
+    one = estimate(config, 1)
+    two = estimate(config, 2, parameters=one.parameters if one.parameters is not None else False)
+    budgets = []
+    if available.device is not None:
+        budgets.append((one.device, two.device - one.device, available.device))
+        budgets.append((one.host, two.host - one.host, available.host))
+    else:
+        budgets.append((one.total, two.total - one.total, available.host))
+    runs = limit
+    for first, slope, free in budgets:
+        if free is None or slope <= 0:
+            continue
+        fixed = first - slope
+        runs = min(runs, int((fraction * free - fixed) // slope))
+    return max(1, min(runs, limit))

@@ -76,13 +76,18 @@ def expand_grid(base: RunConfig, axes: dict[str, list]) -> list[RunConfig]:
     return list(configs.values())
 
 
-def group_batches(configs: list[RunConfig], max_batch: int) -> list[list[RunConfig]]:
-    """Runs with equal static structure, in batches of at most ``max_batch`` (order kept)."""
+def group_batches(configs: list[RunConfig], max_batch: "int | None", capacity=None) -> list[list[RunConfig]]:
+    """Runs with equal static structure, in batches of at most ``max_batch`` (order kept).
+
+    ``max_batch=None``: the size of each group's batches is ``capacity(first config of the group)``
+    (e.g. :func:`trajlab.engine.memory.batch_capacity`, the most runs that fit the free memory),
+    512 without ``capacity``."""
     groups: "OrderedDict[tuple, list[RunConfig]]" = OrderedDict()
     for config in configs:
         groups.setdefault(static_key(config), []).append(config)
     batches = []
     for members in groups.values():
-        for start in range(0, len(members), max_batch):
-            batches.append(members[start : start + max_batch])
+        size = max_batch if max_batch is not None else (max(1, int(capacity(members[0]))) if capacity else 512)
+        for start in range(0, len(members), size):
+            batches.append(members[start : start + size])
     return batches

@@ -155,7 +155,24 @@ def _note_old_ids(store: SweepStore, manifest: dict, ids: set[str], done: set[st
         )
 
 
-def check_before_writing(configs: list[RunConfig], max_batch: int = 512, executor: Executor | None = None) -> None:
+def batch_capacity(max_batch: "int | None", executor: "Executor | None" = None):
+    """How :func:`run_sweep` sizes batches: None when ``max_batch`` is given (batches of at most
+    ``max_batch``), otherwise a function of a config giving the most runs of it whose estimated
+    memory fits half the free memory of this machine (at most 512;
+    :func:`trajlab.engine.memory.batch_capacity`; the free memory is read once). For a remote
+    executor, whose workers' memory is not known here, 512."""
+    if max_batch is not None:
+        return None
+    from trajlab.engine import memory
+
+    if (executor is not None and executor.remote) or not memory.enabled():
+        return lambda config: memory.DEFAULT_MAX_BATCH
+    available = memory.available_memory()
+    return lambda config: memory.batch_capacity(config, available)
+
+
+def check_before_writing(configs: list[RunConfig], max_batch: "int | None" = None, executor: Executor | None = None,
+                         capacity=None) -> None:
     """The checks :func:`run_sweep` makes before it touches the sweep folder, each a one-line
     ConfigError: the memory of every batch against the free memory of this machine
     (:func:`trajlab.engine.memory.check_memory`; skipped for remote executors, whose workers'
@@ -165,7 +182,9 @@ def check_before_writing(configs: list[RunConfig], max_batch: int = 512, executo
     from trajlab.engine.memory import check_memory
 
     if executor is None or not executor.remote:
-        check_memory([(batch[0], len(batch)) for batch in group_batches(configs, max_batch)])
+        if max_batch is None and capacity is None:
+            capacity = batch_capacity(None, executor)
+        check_memory([(batch[0], len(batch)) for batch in group_batches(configs, max_batch, capacity)])
     check_data_files(configs)
 
 
@@ -227,7 +246,7 @@ def run_sweep(
     preset: str | None = None,
     baselines: list[BaselineJob] = (),
     extra_metrics: dict | None = None,
-    max_batch: int = 512,
+    max_batch: int | None = None,
     show_progress: bool = True,
     executor: Executor | None = None,
     check_plugins: bool = True,
@@ -250,6 +269,10 @@ def run_sweep(
     family (:func:`trajlab.engine.check_family`), so a plug-in that breaks its contract is a
     one-line PluginError, not a traceback from a worker.
 
+    ``max_batch``: the most runs in one vmapped batch; None (default): chosen per group of runs
+    with equal structure from the memory estimate, so a batch that would not fit is split
+    (:func:`batch_capacity`; at most 512). The results do not depend on how runs are batched.
+
     Before the folder is touched (:func:`check_before_writing`): the memory of every batch is
     estimated and compared with the free memory, and every data file is loaded and checked; a
     failure is a one-line ConfigError and nothing is written. A data file's content hash is part
@@ -258,7 +281,8 @@ def run_sweep(
     import jax
 
     configs = list(configs)
-    check_before_writing(configs, max_batch, executor)
+    capacity = batch_capacity(max_batch, executor)
+    check_before_writing(configs, max_batch, executor, capacity)
     store = SweepStore(folder)
     store.prepare()
     ids = {run_id(c): c for c in configs}
@@ -291,7 +315,7 @@ def run_sweep(
     pending = [c for i, c in ids.items() if i not in done]
     _note_old_ids(store, previous_manifest, set(ids), done, len(pending))
     _note_changed_data(store, previous_manifest, ids, done)
-    batches = group_batches(pending, max_batch)
+    batches = group_batches(pending, max_batch, capacity)
     if check_plugins:
         from trajlab.engine import check_family
 
