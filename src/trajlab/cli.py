@@ -62,6 +62,11 @@ def list_presets(
     file: Optional[Path] = typer.Argument(None, help="a Python file of your own: list the presets it defines"),
 ) -> None:
     """List the presets with a one-line description (a file's: run them as FILE:NAME)."""
+    from trajlab import cli_cache
+
+    entry = cli_cache.key("list", [], _console_key()) if file is None else None
+    if entry is not None and _print_cached(entry):
+        return
     from rich.table import Table
 
     from trajlab.presets import load_presets_file, presets
@@ -73,9 +78,36 @@ def list_presets(
     table = Table("preset", "description", box=None)
     for preset in found:
         table.add_row(f"{file}:{preset.name}" if file is not None else preset.name, preset.description)
-    console.print(table)
-    if file is not None and not found:
-        console.print(f"{file} defines no preset (a module-level trajlab.Preset)")
+    with console.capture() as captured:
+        console.print(table)
+        if file is not None and not found:
+            console.print(f"{file} defines no preset (a module-level trajlab.Preset)")
+    _print_and_cache(entry, captured.get())
+
+
+def _console_key() -> list:
+    return [console.width, console.color_system, console.is_terminal]
+
+
+def _print_cached(entry: str) -> bool:
+    """Print the cached output of ``entry`` (see :mod:`trajlab.cli_cache`); False when there is none."""
+    from trajlab import cli_cache
+
+    text = cli_cache.read(entry)
+    if text is None:
+        return False
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return True
+
+
+def _print_and_cache(entry: Optional[str], text: str) -> None:
+    from trajlab import cli_cache
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if entry is not None:
+        cli_cache.write(entry, text)
 
 
 @app.command("config")
@@ -86,6 +118,14 @@ def show_config(
     x64: bool = typer.Option(False, "--x64", help="float64"),
 ) -> None:
     """Print the fully resolved config (every field by dotted name) and the swept axes."""
+    from trajlab import cli_cache
+
+    # A preset of a user's file is resolved afresh (its file may have changed); built-ins are cached.
+    entry = None if ".py:" in preset or preset.endswith(".py") else cli_cache.key(
+        "config", [preset, list(set_), quick, x64], _console_key()
+    )
+    if entry is not None and _print_cached(entry):
+        return
     import yaml
 
     from trajlab.config import to_flat
@@ -97,7 +137,9 @@ def show_config(
     except TrajlabError as error:
         _fail(str(error))
     document = {"preset": spec.name, "config": to_flat(base), "sweep": grid, "runs": len(configs)}
-    console.print(yaml.safe_dump(document, sort_keys=False), highlight=False, markup=False)
+    with console.capture() as captured:
+        console.print(yaml.safe_dump(document, sort_keys=False), highlight=False, markup=False)
+    _print_and_cache(entry, captured.get())
 
 
 @app.command("run")
