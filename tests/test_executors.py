@@ -192,7 +192,7 @@ def test_importing_trajlab_needs_neither_dask_nor_submitit():
 @pytest.mark.parametrize(
     "name, options, words",
     [
-        ("cluster", {}, ["--executor", "inprocess, dask, slurm", "'cluster'"]),
+        ("cluster", {}, ["--executor", "inprocess, processes, dask, slurm", "'cluster'"]),
         ("inprocess", {"scheduler": "tcp://h:8786"}, ["--scheduler", "dask only"]),
         ("inprocess", {"workers": 2}, ["--workers", "dask only"]),
         ("dask", {"slurm_time": 5}, ["--slurm-time", "slurm only"]),
@@ -423,3 +423,52 @@ def test_two_processes_writing_batches_concurrently_store_every_run_exactly_once
         np.testing.assert_allclose(traj["loss"], traj["run_id"].map(value) / (1 + traj["step"]))
     assert_single_file_layout(folder)
     assert sorted(pd.read_parquet(folder / "runs.parquet")["run_id"]) == sorted(expected)
+
+
+# --- local worker processes (issue 15) -----------------------------------------------------------
+
+
+def test_worker_processes_survive_a_killed_worker_and_match_in_process(tmp_path, reference):
+    """Two spawned worker processes; one dies (SIGKILL) in its first batch: the batches in flight
+    in the broken pool run again in a fresh one, and the sweep equals the in-process one."""
+    from trajlab.executors import ProcessExecutor
+
+    folder = tmp_path / "sweep"
+    marker = tmp_path / "killed-once"
+    metrics = {"probe": probe_metric(str(marker))}
+    executor = ProcessExecutor(workers=2)
+    assert executor.parts_per_group == 4
+    try:
+        data = run_sweep(tiny_configs(), folder, show_progress=False, extra_metrics=metrics, executor=executor)
+    finally:
+        executor.shutdown()
+    assert marker.exists(), "no worker was killed"
+    assert_same_sweep(data, reference)
+    assert_single_file_layout(folder)
+    assert load(folder).manifest["executor"] == "processes (2 local worker processes)"
+
+
+def test_a_batch_that_kills_its_worker_twice_fails_with_one_line_and_the_sweep_resumes(tmp_path, reference):
+    from trajlab.executors import ProcessExecutor
+
+    folder = tmp_path / "sweep"
+    metrics = {"probe": probe_metric(str(tmp_path / "killed-once"))}
+    executor = ProcessExecutor(workers=1, retries=0)
+    try:
+        with pytest.raises(TrajlabError, match=r"of \d+ batches \(\d+ runs?\) failed") as failed:
+            run_sweep(tiny_configs(), folder, show_progress=False, extra_metrics=metrics, executor=executor)
+        assert "\n" not in str(failed.value)
+    finally:
+        executor.shutdown()
+    resumed = run_sweep(tiny_configs(), folder, show_progress=False, extra_metrics=metrics,
+                        executor=ProcessExecutor(workers=2))
+    assert_same_sweep(resumed, reference)
+
+
+def test_processes_executor_from_the_command_line_options():
+    from trajlab.executors import ProcessExecutor
+
+    executor = make_executor("processes", workers=3)
+    assert isinstance(executor, ProcessExecutor) and executor.workers == 3
+    with pytest.raises(ConfigError, match="--workers must be an integer >= 1, got 0"):
+        make_executor("processes", workers=0)

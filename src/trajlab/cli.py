@@ -156,12 +156,14 @@ def run(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
     executor_name: str = typer.Option(
         "inprocess", "--executor",
-        help="where batches run: inprocess, dask or slurm (slurm: submitit's job pickles are stored in DIR/slurm "
+        help="where batches run: inprocess, processes (one worker process per core), dask or slurm (slurm: submitit's job pickles are stored in DIR/slurm "
              "and unpickled by the jobs, so whoever can write the sweep folder can run code in your SLURM jobs; "
              "keep the folder writable by you only)",
     ),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask: scheduler address (default: a local cluster)"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="dask: worker processes of the local cluster"),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="processes / dask: worker processes (default: one per core; dask: 2 to 4)"
+    ),
     slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="slurm: partition of the batch jobs"),
     slurm_time: Optional[int] = typer.Option(None, "--slurm-time", help="slurm: minutes per batch job (default 60)"),
     slurm_gpus: Optional[int] = typer.Option(None, "--slurm-gpus", help="slurm: GPUs per batch job (default 0)"),

@@ -1,4 +1,4 @@
-"""Executors: where the batches of a sweep run (this process, a Dask cluster, SLURM jobs).
+"""Executors: where the batches of a sweep run (this process, local worker processes, a Dask cluster, SLURM jobs).
 
 A task is one vmapped batch; the worker that runs it writes its results into the sweep folder
 itself (:func:`execute_batch`). Dask and submitit are optional (``pip install
@@ -12,9 +12,10 @@ from trajlab.errors import ConfigError
 from trajlab.executors.base import BatchOutcome, BatchTask, Executor, execute_batch
 from trajlab.executors.dask_executor import DaskExecutor
 from trajlab.executors.in_process import InProcessExecutor
+from trajlab.executors.processes import ProcessExecutor
 from trajlab.executors.slurm import SlurmExecutor
 
-EXECUTORS = ("inprocess", "dask", "slurm")
+EXECUTORS = ("inprocess", "processes", "dask", "slurm")
 
 
 def make_executor(
@@ -33,10 +34,10 @@ def make_executor(
     """
     if name not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
-    if name != "dask":
-        for option, value in (("--scheduler", scheduler), ("--workers", workers)):
-            if value is not None:
-                raise ConfigError(f"{option} applies to --executor dask only")
+    if name != "dask" and scheduler is not None:
+        raise ConfigError("--scheduler applies to --executor dask only")
+    if name not in ("dask", "processes") and workers is not None:
+        raise ConfigError("--workers applies to --executor processes or dask only")
     if name != "slurm":
         for option, value in (("--slurm-partition", slurm_partition), ("--slurm-time", slurm_time),
                               ("--slurm-gpus", slurm_gpus)):
@@ -44,6 +45,8 @@ def make_executor(
                 raise ConfigError(f"{option} applies to --executor slurm only")
     if name == "dask":
         return DaskExecutor(scheduler=scheduler, n_workers=workers)
+    if name == "processes":
+        return ProcessExecutor(workers=workers)
     if name == "slurm":
         return SlurmExecutor(
             partition=slurm_partition,
@@ -60,6 +63,7 @@ __all__ = [
     "DaskExecutor",
     "Executor",
     "InProcessExecutor",
+    "ProcessExecutor",
     "SlurmExecutor",
     "execute_batch",
     "make_executor",

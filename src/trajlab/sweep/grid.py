@@ -76,18 +76,22 @@ def expand_grid(base: RunConfig, axes: dict[str, list]) -> list[RunConfig]:
     return list(configs.values())
 
 
-def group_batches(configs: list[RunConfig], max_batch: "int | None", capacity=None) -> list[list[RunConfig]]:
+def group_batches(configs: list[RunConfig], max_batch: "int | None", capacity=None, parts: "int | None" = None
+                  ) -> list[list[RunConfig]]:
     """Runs with equal static structure, in batches of at most ``max_batch`` (order kept).
 
     ``max_batch=None``: the size of each group's batches is ``capacity(first config of the group)``
     (e.g. :func:`trajlab.engine.memory.batch_capacity`, the most runs that fit the free memory),
-    512 without ``capacity``."""
+    512 without ``capacity``. ``parts``: split each group into at least this many batches (as far
+    as it has runs), for executors whose workers should share a group out."""
     groups: "OrderedDict[tuple, list[RunConfig]]" = OrderedDict()
     for config in configs:
         groups.setdefault(static_key(config), []).append(config)
     batches = []
     for members in groups.values():
         size = max_batch if max_batch is not None else (max(1, int(capacity(members[0]))) if capacity else 512)
+        if parts:
+            size = max(1, min(size, -(-len(members) // parts)))
         for start in range(0, len(members), size):
             batches.append(members[start : start + size])
     return batches

@@ -315,7 +315,7 @@ def run_sweep(
     pending = [c for i, c in ids.items() if i not in done]
     _note_old_ids(store, previous_manifest, set(ids), done, len(pending))
     _note_changed_data(store, previous_manifest, ids, done)
-    batches = group_batches(pending, max_batch, capacity)
+    batches = group_batches(pending, max_batch, capacity, getattr(executor, "parts_per_group", None))
     if check_plugins:
         from trajlab.engine import check_family
 
