@@ -148,3 +148,24 @@ def test_headline_run_reaches_the_tolerance():
     assert headline["status"] == "done"
     assert headline["final_train_loss"] <= 1e-6
     assert 0 < headline["compile_s"] < headline["wall_s"]
+
+
+def test_numpy_headline_run_stops_at_the_tolerance():
+    from trajlab.bench import (NumpyNormalizedGD, _hidden_width, _layer_shapes, _numpy_problem, headline_config,
+                               numpy_headline_run, numpy_init, numpy_loss_and_grad, numpy_normalized_gd_step)
+
+    config = headline_config(max_steps=60)
+    rows, cols, values = _numpy_problem(config, np.float32)
+    layers = numpy_init(_layer_shapes(config), config.model.scale, config.seed, np.float32, _hidden_width(config))
+    state, losses = NumpyNormalizedGD(), []
+    for _ in range(30):
+        loss, grads = numpy_loss_and_grad(layers, rows, cols, values)
+        losses.append(loss)
+        layers, state = numpy_normalized_gd_step(layers, grads, state, config.optimizer.lr, config.optimizer.decay)
+    capped = numpy_headline_run(config)
+    assert capped["status"] == "max_steps" and capped["steps"] == 60
+    stop = min(range(30), key=lambda k: losses[k])  # the first step whose loss is the lowest so far
+    tol = losses[stop]
+    first = next(k for k in range(30) if losses[k] <= tol)
+    stopped = numpy_headline_run(headline_config(max_steps=60, tol=tol))
+    assert stopped["status"] == "done" and stopped["steps"] == first
