@@ -180,6 +180,85 @@ def smaller_init_lower_error(data):
     return "test error " + "; ".join(parts), holds
 
 
+#: The "many observations" case of dmf-completion (the talk: "all of them ... nuclear norm of 221 ...
+#: effective rank of five").
+_MANY_OBSERVATIONS = 5000
+#: Recovered there: relative test error <= _RECOVERED, and effective rank / nuclear norm within these
+#: relative tolerances of the target's own.
+_EFFECTIVE_RANK_TOLERANCE = 0.05
+_NUCLEAR_NORM_TOLERANCE = 0.01
+
+
+def _target_spectrum(row) -> tuple[float, float]:
+    """(effective rank, nuclear norm) of W* of a completion problem (drawn from problem.seed as
+    :func:`trajlab.problems.matrix.make_matrix_problem` draws it; numpy)."""
+    from trajlab.problems.matrix import low_rank_target
+
+    rng = np.random.default_rng(int(row["problem.seed"]))
+    target = low_rank_target(int(row["problem.m"]), int(row["problem.n"]), int(row["problem.rank"]), rng)
+    sigma = np.linalg.svd(target, compute_uv=False)
+    p = sigma / sigma.sum()
+    p = p[p > 0]
+    return float(np.exp(-np.sum(p * np.log(p)))), float(sigma.sum())
+
+
+def all_recover_with_many_observations(data):
+    """With 5000 observed entries: the nuclear-norm solution and every run of depth >= 2 that reached
+    ``train.tol`` recover W*: relative test error <= 1e-3, effective rank within 5% and nuclear norm
+    within 1% of W*'s own (W* recomputed from the problem fields). Each depth >= 2 present must have
+    such a run; depth-1 runs (plain GD on the entries, which leaves the unobserved ones at their
+    init) are reported, not checked.
+
+    Measured (``trajlab run dmf-completion --quick --set problem.observations=5000 --set
+    "model.depth=[1,2,3,4]" --set model.scale=1e-3``: the quick settings, lr 1e-3, 60000 steps; 30 s
+    user CPU): W* has effective rank 4.909 and nuclear norm 219.6; nuclear-norm minimization test
+    error 7e-13, effective rank 4.909, nuclear norm 219.6; depth 2 / 3 / 4 reach tol with test error
+    1.8e-5 / 3.5e-6 / 3.2e-6, effective rank 5.11 / 4.93 / 4.93 (depth 2: 4.1% above W*'s, the
+    closest to the 5% tolerance), nuclear norm 220.2 / 219.6 / 219.6: holds. Depth 1 does not reach
+    tol (test error 0.52, effective rank 62.9)."""
+    reason = lacks(data, runs=["problem.observations", "problem.seed", "problem.m", "problem.n", "problem.rank",
+                               "model.depth", "status", "final.test_error", "final.effective_rank",
+                               "final.nuclear_norm"])
+    if reason:
+        return not_measured(reason)
+    pairs = [(block, row) for block, row in _problems_with_nuclear_norm(data)
+             if int(block["problem.observations"].iloc[0]) == _MANY_OBSERVATIONS]
+    if not pairs:
+        return not_measured(f"needs a problem with {_MANY_OBSERVATIONS} observations and its nuclear-norm baseline")
+
+    def recovered(error, rank, nuclear, target_rank, target_nuclear):
+        return bool(
+            error <= _RECOVERED and abs(rank - target_rank) <= _EFFECTIVE_RANK_TOLERANCE * target_rank
+            and abs(nuclear - target_nuclear) <= _NUCLEAR_NORM_TOLERANCE * target_nuclear
+        )
+
+    parts, holds = [], True
+    for block, nuclear in pairs:
+        target_rank, target_nuclear = _target_spectrum(block.iloc[0])
+        convex = (float(nuclear["test_error"]), float(nuclear["effective_rank"]), float(nuclear["nuclear_norm"]))
+        holds &= recovered(*convex, target_rank, target_nuclear)
+        lines = [f"W*: effective rank {fmt(target_rank)}, nuclear norm {fmt(target_nuclear, 4)}",
+                 f"nuclear norm min.: test error {fmt(convex[0])}, effective rank {fmt(convex[1])}, "
+                 f"nuclear norm {fmt(convex[2], 4)}"]
+        for depth, runs in block.groupby("model.depth"):
+            done = runs[runs["status"] == "done"]
+            error, rank = done["final.test_error"].astype(float), done["final.effective_rank"].astype(float)
+            norm = done["final.nuclear_norm"].astype(float)
+            text = f"depth {depth}: {len(done)} of {len(runs)} reached tol"
+            if len(done):
+                text += (f", test error <= {fmt(error.max())}, effective rank {fmt(rank.min())}-{fmt(rank.max())}, "
+                         f"nuclear norm {fmt(norm.min(), 4)}-{fmt(norm.max(), 4)}")
+            if depth >= 2:
+                holds &= len(done) > 0 and all(
+                    recovered(e, r, v, target_rank, target_nuclear) for e, r, v in zip(error, rank, norm)
+                )
+            else:
+                text += " (not checked)"
+            lines.append(text)
+        parts.append(f"{_observations(block)}: " + "; ".join(lines))
+    return " | ".join(parts), holds
+
+
 #: The r-th singular value must reach half its final value at least this many times later than the first.
 _SPREAD = 1.25
 
@@ -513,6 +592,12 @@ DMF_COMPLETION = Preset(
             deep_beats_nuclear_norm,
         ),
         Claim("depth >= 2: the smaller the init scale, the lower the test error", smaller_init_lower_error),
+        Claim(
+            "5000 observations (half the entries): nuclear-norm minimization and every depth >= 2 recover W* "
+            "(test error <= 1e-3, effective rank ~5 and nuclear norm ~221 as W*'s, within 5% and 1%; the talk: "
+            "\"all of them\"); depth 1 is reported, not checked",
+            all_recover_with_many_observations,
+        ),
     ),
 )
 
