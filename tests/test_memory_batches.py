@@ -132,3 +132,26 @@ def test_the_estimate_is_within_a_factor_of_the_measured_peak():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     added = result["estimate"] - result["one"]
     assert added / 4 <= result["measured"] <= 4 * added, result
+
+
+def test_the_linearization_beside_a_run_is_counted():
+    base = replace_dotted(RunConfig(), {"problem.kind": "teacher_student", "model.kind": "two_layer",
+                                        "metrics": ["train_loss"]})
+    linear = replace_dotted(base, {"metrics": ["train_loss", "linearization"]})
+    plain, carried = memory.estimate(base, 1), memory.estimate(linear, 1)
+    assert carried.parameters == plain.parameters
+    assert carried.per_run - plain.per_run >= 4 * plain.parameters
+
+
+def test_init_params_of_a_run_with_its_linearization_are_the_models():
+    import jax
+
+    from trajlab import init_params
+
+    base = replace_dotted(RunConfig(), {"problem.kind": "teacher_student", "model.kind": "two_layer",
+                                        "metrics": ["train_loss"]})
+    linear = replace_dotted(base, {"metrics": ["train_loss", "linearization"]})
+    a, b = init_params(base), init_params(linear)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -129,12 +129,18 @@ def run(
 
 def init_params(config: RunConfig):
     """The initial parameters of the run ``config`` exactly as the engine draws them:
-    ``init(PRNGKey(config.seed), model.scale)`` of its family, in the run's precision."""
+    ``init(PRNGKey(config.seed), model.scale)`` of its family, in the run's precision (the model's
+    own parameters also when the run carries its linearization beside it)."""
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
 
     from trajlab.engine.task import build_task
 
+    if config.metrics and "linearization" in config.metrics:
+        # the engine then optimizes {"model", "linear", "anchor"}; the model's part is drawn alike
+        config = dataclasses.replace(config, metrics=[m for m in config.metrics if m != "linearization"])
     task = build_task(config)
     key = jax.random.PRNGKey(config.seed)
     return jax.jit(task.init)(key, jnp.asarray(config.model.scale, task.dtype))

@@ -68,6 +68,14 @@ class FamilyParts:
     - ``context(params, initial, reference, data) -> MetricContext``: the object the metrics
       receive (None: a plain :class:`trajlab.metrics.generic.MetricContext`); a family passes a subclass
       to share derived quantities (e.g. the end-to-end matrix) between its metrics.
+    - ``predict(params, data, split) -> outputs`` and ``output_loss(outputs, data) -> scalar``
+      (optional, together): the model's outputs on the ``"train"`` or ``"test"`` inputs of ``data``
+      (an array whose first axis is the samples; zero rows when the problem has no test split),
+      and the training loss of the train outputs, so that ``loss(params, data) ==
+      output_loss(predict(params, data, "train"), data)``. With them the engine can carry the
+      run's linearization at init, f_lin(x; w) = f(x; w0) + J(w0)(w - w0), beside the run (the
+      ``linearization`` metric, :mod:`trajlab.metrics.linearization`); without them that metric is
+      refused with a one-line error. ``data`` may be a minibatch (``minibatch``).
     """
 
     init: Callable[[Any, Any], Any]
@@ -76,6 +84,8 @@ class FamilyParts:
     optimizer: Any = None
     minibatch: Callable[[Any, Any], Any] | None = None
     context: Callable[..., Any] | None = None
+    predict: Callable[[Any, Any, str], Any] | None = None
+    output_loss: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +168,8 @@ class Family:
 
 #: Metrics every family records without writing them (:mod:`trajlab.metrics.generic`): train loss,
 #: gradient and parameter norms, distances from the init and to the reference gradient flow,
-#: curvature (Lanczos / Hutchinson over any params pytree) and spectra of matrix-shaped leaves.
+#: curvature (Lanczos / Hutchinson over any params pytree), spectra of matrix-shaped leaves, the
+#: relative weight change and the distances to the run's linearization at init.
 GENERIC_METRICS = (
     "train_loss",
     "gradient_norm",
@@ -170,9 +181,17 @@ GENERIC_METRICS = (
     "hessian_trace",
     "leaf_singular_values",
     "leaf_effective_ranks",
+    "relative_weight_change",
+    "linearization",
+    "hessian_density",
+    "hessian_trace_suite",
+    "gauss_newton_sharpness",
 )
 #: Generic metrics that read the reference gradient flow carried beside each run.
 GENERIC_FLOW_METRICS = ("distance_to_flow",)
+#: Generic metrics that read the linearization at init carried beside each run (they need
+#: :attr:`FamilyParts.predict` and :attr:`FamilyParts.output_loss`).
+GENERIC_LINEARIZATION_METRICS = ("linearization",)
 
 _FAMILIES: dict[str, Family] = {}
 _PROBLEMS: dict[str, Problem] = {}
@@ -507,6 +526,7 @@ def check_remote(origins: tuple[str, ...]) -> None:
 
 __all__ = [
     "GENERIC_FLOW_METRICS",
+    "GENERIC_LINEARIZATION_METRICS",
     "GENERIC_METRICS",
     "Family",
     "FamilyParts",

@@ -56,7 +56,7 @@ BYTES_PER_SCHEDULE_STEP = 48
 #: Metrics whose columns number train.top_k (vectors of singular values, components, eigenvalues).
 TOP_K_METRICS = ("singular_values", "target_mode_strengths", "component_norms", "hessian_eigenvalues",
                  "leaf_singular_values", "local_component_norms")
-CURVATURE_METRICS = ("sharpness", "hessian_eigenvalues")
+CURVATURE_METRICS = ("sharpness", "hessian_eigenvalues", "hessian_density", "gauss_newton_sharpness")
 #: Integer fields of the shared sections that size a run (the others are not memory).
 _TRAIN_SIZE_FIELDS = ("max_steps", "record_points", "record_every", "top_k", "lanczos_iterations", "hutchinson_probes")
 
@@ -293,11 +293,16 @@ def estimate(config: RunConfig, runs: int = 1, *, parameters: int | None | bool 
     flow_metrics = set(registry.GENERIC_FLOW_METRICS) | set(family.flow_metrics)
     if name == "gradient_flow" or any(m in flow_metrics for m in config.metrics):
         copies += 1 + FLOW_COPIES.get(config.flow.solver, 10)
+    if "linearization" in config.metrics:
+        # the linearization and its anchor beside the model, with their own optimizer state,
+        # gradient and update; a jvp per step as working memory
+        copies += 2 + OPTIMIZER_SLOTS.get(name, 2) + 2
+        own += own
     working = own
     if any(m in CURVATURE_METRICS for m in config.metrics):
         copies += config.train.lanczos_iterations + 3
         working += own  # Hessian-vector products: a gradient of the gradient
-    if "hessian_trace" in config.metrics:
+    if "hessian_trace" in config.metrics or "hessian_trace_suite" in config.metrics:
         copies += 3
         working += own
     per_run = working + copies * copies_of

@@ -3,6 +3,11 @@
 The family gives init, loss, named metrics and optionally a preconditioner, its own update rule,
 minibatch draws and a metric context; the rest (optimizer, gradient flow, the reference flow of
 ``distance_to_flow``, stopping rules, generic metrics) is the same for every family.
+
+When a run records ``linearization``, it also carries its linearization at init, trained beside it
+by the same rule on the same data: the optimized pytree is ``{"model", "linear", "anchor"}``
+(see :mod:`trajlab.metrics.linearization`), while the loss value, the stopping rules and every other
+metric stay those of the model alone.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
 from trajlab.errors import ConfigError, PluginError
 from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS, MetricContext
+from trajlab.metrics.linearization import LinearizationState, paired_init, paired_loss, separately
 from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
 from trajlab.problems.registry import make_data
 
@@ -55,10 +61,24 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
     family, parts = _parts(config)
     dtype = jnp.float64 if config.train.x64 else jnp.float32
     precondition = parts.precondition
+    init, loss = parts.init, parts.loss
+    linearized = any(name in registry.GENERIC_LINEARIZATION_METRICS for name in config.metrics) and (
+        "linearization" not in family.metrics
+    )
+    if "gauss_newton_sharpness" in config.metrics and "gauss_newton_sharpness" not in family.metrics and (
+        parts.predict is None or parts.output_loss is None
+    ):
+        raise ConfigError(
+            f"metrics: gauss_newton_sharpness needs model.kind={family.name} to give FamilyParts.predict and "
+            "output_loss (its outputs separately from its loss); this family does not"
+        )
+    if linearized:  # the pair (model, linearization at init) is optimized as one pytree
+        _check_linearization(family.name, parts)
+        init, loss = paired_init(parts.init), paired_loss(parts.loss, parts.predict, parts.output_loss)
 
     def direction(params, data):
         """The field F of the flow d theta/dt = -F(theta): the (preconditioned) gradient."""
-        grads = jax.grad(parts.loss)(params, data)
+        grads = jax.grad(loss)(params, data)
         return grads if precondition is None else precondition(params, grads)
 
     gradient_flow = config.optimizer.name == "gradient_flow"
@@ -70,16 +90,32 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         optimizer = parts.optimizer or direction_transform(config.optimizer)
     if config.optimizer.batch_size > 0 and parts.minibatch is None:
         raise ConfigError(f"optimizer.batch_size must be 0 for model.kind={family.name} (the family draws no minibatches)")
+    if linearized and optimizer is not None:
+        optimizer = separately(optimizer)
     integrator = flow_integrator(direction, config.flow) if (gradient_flow or wants_reference) else None
     final_names = [name for name in config.metrics if name in family.final_metrics]
     table = {**GENERIC_METRIC_FUNCTIONS, **family.metrics}
     functions = resolve_metrics([n for n in config.metrics if n not in final_names], extra_metrics, table=table)
     context = parts.context or (lambda params, initial, reference, data: MetricContext(params, initial, reference, data, parts.loss, config))
 
+    def with_outputs(ctx):
+        if parts.predict is not None and parts.output_loss is not None:
+            object.__setattr__(ctx, "predict", parts.predict)  # also for a family's frozen context
+            object.__setattr__(ctx, "output_loss", parts.output_loss)
+        return ctx
+
     def metrics(params, initial, reference, data):
-        return evaluate_metrics(functions, context(params, initial, reference, data), family.columns)
+        if not linearized:
+            return evaluate_metrics(functions, with_outputs(context(params, initial, reference, data)), family.columns)
+        state = LinearizationState(params["linear"], params["anchor"], parts.predict, parts.output_loss, data)
+        reference = None if reference is None else reference["model"]
+        ctx = with_outputs(context(params["model"], initial["model"], reference, data))
+        object.__setattr__(ctx, "linearization", state)
+        return evaluate_metrics(functions, ctx, family.columns)
 
     def final_metrics(params, data):
+        if linearized:
+            params = params["model"]
         out = {}
         for name in final_names:
             value = family.final_metrics[name](params, data, config)
@@ -87,8 +123,8 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         return out
 
     return Task(
-        init=parts.init,
-        loss=parts.loss,
+        init=init,
+        loss=loss,
         metrics=metrics,
         optimizer=optimizer,
         max_steps=config.train.max_steps,
@@ -100,6 +136,20 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         final_metrics=final_metrics if final_names else None,
         minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
     )
+
+
+def _check_linearization(name: str, parts) -> None:
+    """The linearization needs the family's outputs (predict, output_loss) and a plain update rule."""
+    if parts.predict is None or parts.output_loss is None:
+        raise ConfigError(
+            f"metrics: linearization needs model.kind={name} to give FamilyParts.predict and output_loss "
+            "(its outputs separately from its loss); this family does not"
+        )
+    if parts.precondition is not None or parts.optimizer is not None:
+        raise ConfigError(
+            f"metrics: linearization is not available for model.kind={name} (the family has its own "
+            "preconditioner or update rule)"
+        )
 
 
 def _cast(data, dtype):

@@ -207,7 +207,15 @@ def build(config) -> FamilyParts:
             return data._replace(inputs=data.inputs[index], outputs=data.outputs[index])
         return data._replace(inputs=data.inputs[index], labels=data.labels[index])
 
-    return FamilyParts(init=init, loss=loss, minibatch=minibatch, context=context)
+    def predict(params, data, part: str):
+        """The network's outputs (S, outputs) on the ``part`` ("train" or "test") inputs."""
+        x, _ = split(data, part == "test")
+        return apply(params, x)
+
+    def output_loss(out, data):
+        return objective(out, split(data, False)[1])
+
+    return FamilyParts(init=init, loss=loss, minibatch=minibatch, context=context, predict=predict, output_loss=output_loss)
 
 
 def _context(params, initial, reference, data, **fields):

@@ -22,6 +22,11 @@ Generic metrics (:data:`GENERIC_METRIC_FUNCTIONS`, names in :data:`trajlab.regis
 - ``leaf_singular_values`` -> ``sv_<leaf>_<i>``: the top ``train.top_k`` singular values (zero
   padded) of every matrix-shaped leaf; ``leaf_effective_ranks`` -> ``erank_<leaf>``: their
   effective ranks (Roy & Vetterli 2007). ``<leaf>`` is the leaf's position in the flattened pytree.
+- ``relative_weight_change``: ||theta - theta(0)||_2 / ||theta(0)||_2.
+- ``linearization`` -> ``linearization_param_distance``, ``linearization_train_distance``,
+  ``linearization_test_distance``, ``linearization_train_loss``: the run against its linearization
+  at init trained beside it (the engine carries it when this metric is named; the family must give
+  ``FamilyParts.predict`` and ``output_loss``). See :mod:`trajlab.metrics.linearization`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import jax.numpy as jnp
 
 from trajlab.metrics.balancedness import distance_from_init
 from trajlab.metrics.curvature import hutchinson_trace, lanczos_top_eigenvalues
+from trajlab.metrics.linearization import linearization_metric, relative_weight_change
 from trajlab.metrics.spectral import effective_rank, singular_values, top_singular_values
 
 
@@ -50,6 +56,15 @@ class MetricContext:
     data: Any
     loss: Callable[[Any, Any], Any] | None = None
     config: Any = None
+    #: The linearization at init carried beside the run (a
+    #: :class:`~trajlab.metrics.linearization.LinearizationState`), set by the engine when the run
+    #: records ``linearization``; a class attribute, not a field, so subclasses are unaffected.
+    linearization = None
+    #: The family's outputs and the loss of outputs (:attr:`FamilyParts.predict` and
+    #: ``output_loss``), set by the engine when the family gives them (the Gauss-Newton metrics
+    #: use them); class attributes, like ``linearization``.
+    predict = None
+    output_loss = None
 
     @property
     def initial_params(self):
@@ -128,8 +143,17 @@ GENERIC_METRIC_FUNCTIONS: dict[str, Callable[[MetricContext], Any]] = {
     ),
     "leaf_singular_values": _leaf_singular_values,
     "leaf_effective_ranks": _leaf_effective_ranks,
+    "relative_weight_change": lambda ctx: relative_weight_change(ctx.params, ctx.initial),
+    "linearization": linearization_metric,
 }
 #: Column prefixes of the generic vector metrics.
 GENERIC_COLUMNS = {"hessian_eigenvalues": "eig"}
+
+# Curvature suite (:mod:`trajlab.metrics.curvature_suite`): ``hessian_density`` (SLQ, columns
+# hdens_i), ``hessian_trace_suite`` (Hutchinson and Hutch++ with variances), ``gauss_newton_sharpness``.
+from trajlab.metrics.curvature_suite import CURVATURE_SUITE_COLUMNS, CURVATURE_SUITE_METRICS  # noqa: E402
+
+GENERIC_METRIC_FUNCTIONS.update(CURVATURE_SUITE_METRICS)
+GENERIC_COLUMNS.update(CURVATURE_SUITE_COLUMNS)
 
 __all__ = ["GENERIC_COLUMNS", "GENERIC_METRIC_FUNCTIONS", "MetricContext"]
