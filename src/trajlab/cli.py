@@ -154,9 +154,10 @@ def run(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the preset's figures"),
-    executor_name: str = typer.Option(
-        "inprocess", "--executor",
-        help="where batches run: inprocess, processes (one worker process per core), dask or slurm (slurm: submitit's job pickles are stored in DIR/slurm "
+    executor_name: Optional[str] = typer.Option(
+        None, "--executor",
+        help="where batches run: auto (default, or $TRAJLAB_EXECUTOR: processes on a multi-core CPU, else inprocess), "
+             "inprocess, processes (one worker process per core), dask or slurm (slurm: submitit's job pickles are stored in DIR/slurm "
              "and unpickled by the jobs, so whoever can write the sweep folder can run code in your SLURM jobs; "
              "keep the folder writable by you only)",
     ),
@@ -182,12 +183,15 @@ def run(
         out = _path_option(out, "--out", "folder")
         if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
-        executor = make_executor(
-            executor_name, scheduler=scheduler, workers=workers,
-            slurm_partition=slurm_partition, slurm_time=slurm_time, slurm_gpus=slurm_gpus,
-        )
+        from trajlab.executors import default_executor_name
+
+        name = executor_name if executor_name is not None else default_executor_name()
         spec, fixed, axes = _resolve(preset, set_, quick, x64)
         configs = spec.configs(fixed, axes, quick)
+        executor = make_executor(
+            name, scheduler=scheduler, workers=workers,
+            slurm_partition=slurm_partition, slurm_time=slurm_time, slurm_gpus=slurm_gpus, runs=len(configs),
+        )
         folder = out if out is not None else default_out(spec.name, quick)
         reason = SweepStore.can_write(folder)
         if reason:
@@ -480,6 +484,10 @@ def reproduce(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     strict: bool = typer.Option(False, "--strict", help="exit code 1 also when a checked claim does not hold"),
+    executor_name: Optional[str] = typer.Option(
+        None, "--executor", help="auto (default, or $TRAJLAB_EXECUTOR: processes on a multi-core CPU), inprocess or processes"
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", help="processes: worker processes (default: one per core)"),
 ) -> None:
     """Run presets into OUT/<preset>/ (resumes: finished runs are skipped), write each one's
     report.html and final_table.csv, and OUT/index.html linking the reports with their claims'
@@ -487,18 +495,24 @@ def reproduce(
 
     Exit code 0 when every preset ran (1 when one failed, or with --strict when a claim does not hold).
     """
+    from trajlab.executors import default_executor_name, make_executor
     from trajlab.presets import presets as registered
     from trajlab.report import IndexEntry, claims_summary, index_page, runs_summary
     from trajlab.store import SweepStore
 
     plans = []
     try:
+        choice = executor_name if executor_name is not None else default_executor_name()
+        if choice not in ("auto", "inprocess", "processes"):
+            raise TrajlabError(f"--executor: reproduce runs on auto, inprocess or processes, got {choice!r}")
         out = _path_option(out, "--out", "folder")
         if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
-        for name in dict.fromkeys(presets or list(registered())):
-            spec, fixed, axes = _resolve(name, set_, quick, x64)
+        for preset_name in dict.fromkeys(presets or list(registered())):
+            spec, fixed, axes = _resolve(preset_name, set_, quick, x64)
             plans.append((spec, spec.configs(fixed, axes, quick)))
+        # one executor for every preset: worker processes start once
+        executor = make_executor(choice, workers=workers, runs=sum(len(configs) for _, configs in plans))
         root = out if out is not None else Path("results") / ("reproduce-quick" if quick else "reproduce")
         reason = SweepStore.can_write(root)
         if reason:
@@ -521,7 +535,8 @@ def reproduce(
             baselines = spec.baselines(configs) if spec.baselines else []
             console.print(f"{spec.name}: {len(configs)} runs, {len(baselines)} baselines -> {folder}", highlight=False)
             data = run_sweep(
-                configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress
+                configs, folder, preset=spec.name, baselines=baselines, max_batch=max_batch, show_progress=progress,
+                executor=executor,
             )
         except TrajlabError as error:
             err_console.print(f"error: {spec.name}: {error}", highlight=False, markup=False, soft_wrap=True)
@@ -535,6 +550,7 @@ def reproduce(
         runs, statuses = runs_summary(data.runs)
         entries.append(IndexEntry(spec.name, f"{spec.name}/report.html", spec.description, runs, statuses, checks))
         console.print(f"{spec.name}: {claims_summary(checks)}; wrote {folder / 'report.html'}", highlight=False)
+    executor.shutdown()
     _write_page(root / "index.html", index_page(entries), "--out")
     console.print(f"wrote {root / 'index.html'}", highlight=False)
     failed = any(entry.error for entry in entries)
@@ -636,6 +652,35 @@ def _enable_compilation_cache() -> None:
         return
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+# --- landscape: loss-landscape slices of a finished sweep (trajlab.landscape) --------------------
+
+
+@app.command("landscape")
+def landscape_command(
+    folder: Path = typer.Argument(..., help="a sweep folder"),
+    run: Optional[str] = typer.Option(None, "--run", help="one run id (default: every run)"),
+    points: int = typer.Option(21, "--points", help="grid points per axis of the 2-D plane"),
+    span: float = typer.Option(1.0, "--span", help="the plane covers [-span, span]^2 in filter-normalized units"),
+    chunk: int = typer.Option(256, "--chunk", help="grid points evaluated per vmapped chunk"),
+) -> None:
+    """Loss along init -> final and between runs (barrier), and a filter-normalized 2-D plane around
+    each final point: FOLDER/landscape/landscape.parquet and figures."""
+    from trajlab.landscape import write_landscape
+
+    data = _load(folder)
+    if len(data.runs) == 0:
+        _fail(f"DIR: {str(folder)!r} has no finished runs")
+    try:
+        summary = write_landscape(folder, run=run, points=points, span=span, chunk=chunk)
+    except TrajlabError as error:
+        _fail(str(error))
+    for (a, b), height in summary["barriers"].items():
+        console.print(f"barrier {a} -> {b}: {height:.4g}", highlight=False)
+    console.print(f"plane: {summary['plane_points_per_s']:.0f} grid points / s", highlight=False)
+    for path in summary["paths"]:
+        console.print(f"wrote {path}", highlight=False)
 
 
 def main() -> None:

@@ -15,7 +15,32 @@ from trajlab.executors.in_process import InProcessExecutor
 from trajlab.executors.processes import ProcessExecutor
 from trajlab.executors.slurm import SlurmExecutor
 
-EXECUTORS = ("inprocess", "processes", "dask", "slurm")
+EXECUTORS = ("auto", "inprocess", "processes", "dask", "slurm")
+#: The environment variable that sets the command line's default executor (default: auto).
+EXECUTOR_ENV = "TRAJLAB_EXECUTOR"
+
+
+def default_executor_name() -> str:
+    """``$TRAJLAB_EXECUTOR`` or ``auto``."""
+    import os
+
+    return os.environ.get(EXECUTOR_ENV, "").strip() or "auto"
+
+
+def auto_executor(runs: int | None = None) -> Executor:
+    """What ``--executor auto`` picks: on a CPU backend with several cores and a sweep of several
+    runs, one worker process per core (:class:`ProcessExecutor`: several runs on a CPU go faster
+    side by side in processes than batched in one, docs/benchmarks.md); otherwise this process
+    (every local GPU, or the one core)."""
+    from trajlab.executors.processes import default_workers
+
+    workers = default_workers()
+    if workers >= 2 and (runs is None or runs >= 2):
+        import jax
+
+        if jax.default_backend() == "cpu":
+            return ProcessExecutor(workers=min(workers, runs) if runs else workers)
+    return InProcessExecutor()
 
 
 def make_executor(
@@ -26,8 +51,12 @@ def make_executor(
     slurm_partition: str | None = None,
     slurm_time: int | None = None,
     slurm_gpus: int | None = None,
+    runs: int | None = None,
 ) -> Executor:
     """The executor the command line asks for; options of another backend are a ConfigError.
+
+    ``auto`` (the command line's default): :func:`auto_executor` for a sweep of ``runs`` runs
+    (with ``workers``: that many worker processes).
 
     Nothing is started here (no cluster, no job): only checked, so that bad options stop a
     sweep before anything is written.
@@ -36,7 +65,7 @@ def make_executor(
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
     if name != "dask" and scheduler is not None:
         raise ConfigError("--scheduler applies to --executor dask only")
-    if name not in ("dask", "processes") and workers is not None:
+    if name not in ("dask", "processes", "auto") and workers is not None:
         raise ConfigError("--workers applies to --executor processes or dask only")
     if name != "slurm":
         for option, value in (("--slurm-partition", slurm_partition), ("--slurm-time", slurm_time),
@@ -47,6 +76,10 @@ def make_executor(
         return DaskExecutor(scheduler=scheduler, n_workers=workers)
     if name == "processes":
         return ProcessExecutor(workers=workers)
+    if name == "auto":
+        if workers is not None:
+            return ProcessExecutor(workers=workers)
+        return auto_executor(runs)
     if name == "slurm":
         return SlurmExecutor(
             partition=slurm_partition,
@@ -62,8 +95,11 @@ __all__ = [
     "BatchTask",
     "DaskExecutor",
     "Executor",
+    "EXECUTOR_ENV",
     "InProcessExecutor",
     "ProcessExecutor",
+    "auto_executor",
+    "default_executor_name",
     "SlurmExecutor",
     "execute_batch",
     "make_executor",
