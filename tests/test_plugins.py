@@ -441,3 +441,44 @@ def test_a_gradient_flow_run_is_its_own_reference_flow():
     without = run_configs([config(**flow, metrics=["train_loss"])]).trajectory
     assert list(with_reference["distance_to_flow"]) == [0.0] * len(with_reference["step"])
     assert list(with_reference["train_loss"]) == list(without["train_loss"])
+
+
+@dataclass(frozen=True)
+class BadFamiliesSection:
+    size: int = 1
+
+
+def test_a_problem_can_name_the_families_that_solve_it(tmp_path):
+    """A new matrix problem for the built-in deep linear family, in a file of its own: the problem
+    names deep_linear in ``families``; nothing of deep_linear is edited."""
+    from trajlab import registry
+
+    plugin = tmp_path / "diagonal_sensing_plugin.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\n"
+        "import numpy as np\n"
+        "import trajlab\n"
+        "from trajlab.families.matrix_problems import _squared_error_loss, SensingConfig\n"
+        "@dataclass(frozen=True)\n"
+        "class OnesSensing:\n"
+        "    m: int = 3\n"
+        "    n: int = 3\n"
+        "    seed: int = 0\n"
+        "@trajlab.problem('ones_sensing_test', config=OnesSensing, families=('deep_linear',),\n"
+        "                 loss=lambda section: (lambda w, data: 0.5 * ((w.sum() - data['y']) ** 2)))\n"
+        "def ones_sensing(section):\n"
+        "    return {'y': np.asarray(2.0)}\n"
+    )
+    try:
+        trajlab.load_plugins(str(plugin))
+        assert "ones_sensing_test" in registry.problems_of("deep_linear")
+        config = trajlab.RunConfig(problem=trajlab.ProblemConfig("ones_sensing_test"),
+                                   model=trajlab.ModelConfig("deep_linear", depth=2, scale=0.1))
+        assert config.problem.kind == "ones_sensing_test"
+        with pytest.raises(trajlab.ConfigError, match="problem.kind must be one of"):
+            trajlab.RunConfig(problem=trajlab.ProblemConfig("ones_sensing_test"), model=trajlab.ModelConfig("two_layer"))
+        with pytest.raises(PluginError, match="families must be a tuple of family names"):
+            registry.register_problem(registry.Problem("bad_families_test", BadFamiliesSection, lambda s: {},
+                                                       families="deep_linear"))
+    finally:
+        registry.unregister("ones_sensing_test", kind="problem")

@@ -335,7 +335,8 @@ class RunConfig:
         for name in ("problem", "model", "optimizer", "train", "flow"):
             check_field_types(getattr(self, name), f"{name}.")
         family = registry.get_family(kind)
-        require(problem_kind in family.problems, "problem.kind", f"one of {family.problems} for model.kind={kind}", problem_kind)
+        solved = registry.problems_of(family)
+        require(problem_kind in solved, "problem.kind", f"one of {solved} for model.kind={kind}", problem_kind)
         scale = getattr(self.model, "scale")
         require(
             isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0, "model.scale", "a number > 0", scale

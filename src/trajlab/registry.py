@@ -103,6 +103,7 @@ class Problem:
     - ``nbytes(section) -> int``: the host memory (bytes) that ``data(section)`` needs at its
       peak, computed from the fields *without* drawing or loading the data; without it the data's
       size is unknown to the memory check (counted as 0).
+    - ``families``: the families that solve it besides those whose ``problems`` name it.
     - ``data_files(section) -> sequence of paths``: the files ``data`` reads. Their content hash
       becomes part of the run id (``problem.data_sha256`` in :func:`trajlab.config.to_flat`), so
       a file that changes gives new runs, never stale ones; and ``data(section)`` is called before
@@ -117,6 +118,10 @@ class Problem:
     origin: str | None = None
     nbytes: Callable[[Any], int] | None = None
     data_files: Callable[[Any], Any] | None = None
+    #: Families (``model.kind`` names) that solve this problem besides those whose own
+    #: ``problems`` name it: a new problem for an existing family (e.g. a matrix problem with a
+    #: ``loss`` of the end-to-end matrix for ``deep_linear``) is a new module and nothing else.
+    families: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,9 @@ def register_problem(problem: Problem, *, replace: bool = False) -> Problem:
     for hook in ("nbytes", "data_files"):
         if getattr(problem, hook) is not None and not callable(getattr(problem, hook)):
             raise PluginError(f"{what}: {hook} must be a function of the problem's config section, or None")
+    if isinstance(problem.families, str) or not all(isinstance(f, str) and f for f in problem.families):
+        raise PluginError(f"{what}: families must be a tuple of family names (model.kind), got {problem.families!r}")
+    problem = dataclasses.replace(problem, families=tuple(problem.families))
     with _LOCK:
         _check_class_unique(_PROBLEMS, problem.name, problem.config, what)
         if problem.origin is None:
@@ -387,6 +395,7 @@ def problem(
     replace: bool = False,
     nbytes: Callable | None = None,
     data_files: Callable | None = None,
+    families: tuple[str, ...] = (),
 ):
     """Decorator form of :func:`register_problem`: decorates ``data(config) -> pytree``."""
 
@@ -394,7 +403,7 @@ def problem(
         register_problem(
             Problem(
                 name, config, data, loss, description or (inspect.getdoc(data) or "").split("\n")[0],
-                nbytes=nbytes, data_files=data_files,
+                nbytes=nbytes, data_files=data_files, families=tuple(families),
             ),
             replace=replace,
         )
@@ -431,6 +440,14 @@ def problems() -> dict[str, Problem]:
     """The registered problems by name (built-ins first)."""
     load_builtins()
     return dict(_PROBLEMS)
+
+
+def problems_of(family: "Family | str") -> tuple[str, ...]:
+    """The problem kinds a family solves: its own ``problems``, then every registered problem whose
+    ``families`` names it."""
+    family = get_family(family) if isinstance(family, str) else family
+    extra = tuple(name for name, entry in problems().items() if family.name in entry.families and name not in family.problems)
+    return tuple(family.problems) + extra
 
 
 def unregister(name: str, *, kind: str = "family") -> None:
@@ -535,6 +552,7 @@ __all__ = [
     "families",
     "get_family",
     "get_problem",
+    "problems_of",
     "check_remote",
     "import_origin",
     "kind_of",

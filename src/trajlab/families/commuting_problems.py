@@ -241,5 +241,6 @@ register_problem(
     Problem(
         "commuting_sensing", CommutingSensingConfig, _data, _loss,
         "matrix sensing with commuting measurements A_i = Q diag(a_i) Q^T", nbytes=commuting_nbytes,
+        families=("deep_linear",),
     )
 )

@@ -34,10 +34,7 @@ TOP_K_PADDED = 10
 INIT_SCHEMES = ("gaussian_e2e", "gaussian", "identity", "orthogonal", "balanced_random")
 INIT_CONDITIONS = ("none", "positive_det")
 PARAMETERIZATIONS = ("factorized", "end_to_end")
-MATRIX_PROBLEMS = (
-    "completion", "sensing", "regression", "whitened", "matricized_tensor_completion",
-    "commuting_sensing",  # trajlab.families.commuting_problems
-)
+MATRIX_PROBLEMS = ("completion", "sensing", "regression", "whitened", "matricized_tensor_completion")
 DEFAULT_METRICS = (
     "train_loss",
     "test_error",
