@@ -303,7 +303,7 @@ MULTI_DEVICE = textwrap.dedent(
     devices = jax.local_devices()
     folder = sys.argv[1]
     several = run_sweep(configs, folder + "/several", max_batch=2, show_progress=False,
-                        executor=InProcessExecutor())
+                        executor=InProcessExecutor(devices=devices))  # explicit: one thread per device
     used = list(seen)
     one = run_sweep(configs, folder + "/one", max_batch=2, show_progress=False,
                     executor=InProcessExecutor(devices=devices[:1]))
@@ -313,7 +313,8 @@ MULTI_DEVICE = textwrap.dedent(
 
 
 def test_several_local_devices_run_batches_side_by_side_with_equal_results(tmp_path):
-    """Two CPU devices (XLA's forced host device count) stand for two GPUs of one host."""
+    """Two CPU devices (XLA's forced host device count), given explicitly, stand for two GPUs of one
+    host (by default CPU devices shard each batch instead: tests/test_multi_device.py)."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     # One static structure in two batches of two: one compilation per device.
     settings = {**TINY, "model.depth": 2, "seed": [0, 1, 2, 3]}

@@ -62,4 +62,42 @@ def test_the_quick_dmf_sweep_that_deadlocked_finishes_on_two_cpu_devices(tmp_pat
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "quick")], capture_output=True, text=True,
                          timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "['done'] [True, True]"
+    assert out.stdout.strip().splitlines()[-1] == "['done'] [True, True, None]"  # 3rd: needs 5000 observations
+
+
+PADDED = r"""
+import json, sys
+import trajlab, jax
+configs = trajlab.grid(None, set={
+    "problem.m": 12, "problem.n": 10, "problem.rank": 2, "problem.observations": 60, "train.x64": True,
+    "model.depth": 3, "model.scale": 0.1, "optimizer.lr": 0.05, "seed": [0, 1, 2],
+    "train.max_steps": 400, "train.record_points": 12})
+data = trajlab.run(configs, out=sys.argv[1], executor="inprocess")
+frame = data.trajectories.sort_values(["run_id", "step"])
+print(json.dumps({"devices": jax.local_device_count(), "executor": data.manifest["executor"],
+                  "rows": frame.drop(columns=[c for c in frame.columns if c == "wall_s"]).to_dict("list")}))
+"""
+
+
+def test_a_batch_of_three_runs_sharded_over_two_devices_equals_one_device(tmp_path):
+    """trajlab's default on a 2-core CPU: one host device per core, the three runs of the batch
+    padded to four and sharded over both; the padding copy is dropped and every recorded value
+    equals the one-device run (float64, default metrics with their SVDs)."""
+    results = {}
+    for devices in (1, 2):
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["TRAJLAB_CPU_DEVICES"] = str(devices)
+        out = subprocess.run([sys.executable, "-c", PADDED, str(tmp_path / str(devices))], capture_output=True,
+                             text=True, timeout=240, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        results[devices] = json.loads(out.stdout.strip().splitlines()[-1])
+    one, two = results[1], results[2]
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert two["executor"] == "inprocess (runs of a batch sharded over 2 CPU devices)" and one["executor"] == "inprocess"
+    assert one["rows"].keys() == two["rows"].keys()
+    assert len(set(one["rows"]["run_id"])) == 3 and one["rows"]["run_id"] == two["rows"]["run_id"]
+    assert one["rows"]["step"] == two["rows"]["step"]
+    for column, values in one["rows"].items():
+        if column in ("run_id", "step"):
+            continue
+        assert two["rows"][column] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), column

@@ -22,6 +22,12 @@ import os as _os
 # anything loads OpenBLAS; a value the user set wins.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# One host device per core (before JAX is imported), so that a batch's runs are sharded over every
+# core (trajlab.engine.devices; TRAJLAB_CPU_DEVICES=1 keeps one device).
+from trajlab._host import configure_host_devices as _configure_host_devices  # noqa: E402
+
+_configure_host_devices()
+
 __version__ = "0.2.0"
 
 from trajlab.config import (  # noqa: E402

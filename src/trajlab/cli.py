@@ -585,6 +585,10 @@ def bench(
     x64: bool = typer.Option(False, "--x64", help="float64"),
     headline: bool = typer.Option(True, "--headline/--no-headline", help="also time the headline run to loss 1e-6"),
     flow: bool = typer.Option(False, "--flow", help="instead: adaptive gradient-flow solver vs tiny-step GD"),
+    cores: Optional[str] = typer.Option(
+        None, "--cores", help="instead: PRESET's --quick sweep on one device, devices per core, worker processes"
+    ),
+    repeats: int = typer.Option(2, "--repeats", help="--cores: timings per mode"),
 ) -> None:
     """Run-steps per second: the headline config, batched 1..512, vs a plain numpy loop.
 
@@ -593,6 +597,16 @@ def bench(
     """
     if flow:
         _bench_flow()
+        return
+    if cores is not None:
+        from trajlab.bench_cores import cores_benchmark
+
+        if repeats < 1:
+            _fail(f"--repeats must be an integer >= 1, got {repeats}")
+        try:
+            cores_benchmark(cores, repeats, console=console)
+        except RuntimeError as error:
+            _fail(str(error))
         return
     from trajlab.bench import run_benchmarks
 

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from trajlab.engine.devices import pad_runs, run_sharding
+
 ACTIVE, DONE, MAX_STEPS, DIVERGED = 0, 1, 2, 3
 STATUS_NAMES = {DONE: "done", MAX_STEPS: "max_steps", DIVERGED: "diverged", ACTIVE: "active"}
 
@@ -45,6 +47,9 @@ class Task:
     without ``reference``); optimizer: unit-step optax transformation (the engine applies
     params + lr * update), None for flows; flow / reference: ``integrate(params, t0, t1, dt, data)
     -> (params, gradient_evaluations, ok)`` of :func:`trajlab.dynamics.gradient_flow.flow_integrator`.
+    ``metrics_optimizer_state``: when True, the engine also passes the run's optimizer state (the
+    unit-step optax state of ``optimizer``, ``()`` for flows) as the keyword ``optimizer_state`` of
+    ``metrics`` (adaptive-optimizer metrics read it); False (the default) keeps the 4-argument call.
     final_metrics(params, data) -> {column: float}: host-side (numpy) metrics of each run's final
     parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
     final values of the run, not trajectory columns.
@@ -68,6 +73,7 @@ class Task:
     reference: Callable | None = None
     final_metrics: Callable[[Any, Any], dict] | None = None
     minibatch: Callable[[Any, Any], Any] | None = None
+    metrics_optimizer_state: bool = False
 
 
 @dataclass
@@ -94,6 +100,26 @@ class CompiledTask:
         self.init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, None)))
         self.advance = jax.jit(self._advance)
         self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, None)))
+        self._sharded: dict = {}
+
+    def sharded(self, mesh):
+        """(init, advance, record) with the run axis split over ``mesh``'s devices by shard_map:
+        each device runs its own runs' loop to its own end, with no communication between devices
+        (one compiled program per mesh, kept)."""
+        if mesh not in self._sharded:
+            from jax.sharding import PartitionSpec
+
+            runs, shared = PartitionSpec("runs"), PartitionSpec()
+
+            def split(function, in_specs):
+                return jax.jit(jax.shard_map(function, mesh=mesh, in_specs=in_specs, out_specs=runs, check_vma=False))
+
+            self._sharded[mesh] = (
+                split(jax.vmap(self._init_one, in_axes=(0, 0, None)), (runs, runs, shared)),
+                split(self._advance, (runs, runs, shared, shared)),
+                split(jax.vmap(self._metrics_one, in_axes=(0, None)), (runs, shared)),
+            )
+        return self._sharded[mesh]
 
     def _init_one(self, key, scale, data):
         task = self.task
@@ -220,6 +246,10 @@ class CompiledTask:
         return state
 
     def _metrics_one(self, state, data):
+        if self.task.metrics_optimizer_state:
+            return self.task.metrics(
+                state["params"], state["initial"], state.get("reference"), data, optimizer_state=state["opt"]
+            )
         return self.task.metrics(state["params"], state["initial"], state.get("reference"), data)
 
 
@@ -263,11 +293,22 @@ def run_batch(
         lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x),
         data,
     )
+    runs = len(seeds)
+    # On a CPU split into one device per core, the batch's run axis is sharded over the devices
+    # (padded with copies of the last run, dropped below): one program, every core busy.
+    sharding = run_sharding(runs)
+    if sharding is not None:
+        seeds, scales, lrs = (pad_runs(values, sharding.padded) for values in (seeds, scales, lrs))
+        data = jax.device_put(data, sharding.replicated)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds, np.uint32)))
     scales = jnp.asarray(np.asarray(scales, np.float64), dtype)
     lrs = jnp.asarray(np.asarray(lrs, np.float64), dtype)
+    init, advance, record_metrics = compiled.init, compiled.advance, compiled.record
+    if sharding is not None:
+        keys, scales, lrs = jax.device_put((keys, scales, lrs), sharding.runs_axis)
+        init, advance, record_metrics = compiled.sharded(sharding.runs_axis.mesh)
     with _exclusive_on_cpu(data):
-        state = jax.block_until_ready(compiled.init(keys, scales, data))
+        state = jax.block_until_ready(init(keys, scales, data))
     n_runs = len(seeds)
     rows: dict[str, list] = {"run": [], "step": []}
     recorded_final = np.zeros(n_runs, bool)
@@ -281,7 +322,7 @@ def run_batch(
         if index.size == 0:
             return
         with _exclusive_on_cpu(data):
-            values = jax.device_get(compiled.record(state, data))
+            values = jax.device_get(record_metrics(state, data))
         last_recorded[index] = steps[index]
         rows["run"].extend(index.tolist())
         rows["step"].extend(steps[index].tolist())
@@ -296,7 +337,7 @@ def run_batch(
     targets = [int(s) for s in schedule if s > 0]
     for target in targets:
         with _exclusive_on_cpu(data):
-            state = jax.block_until_ready(compiled.advance(state, lrs, jnp.asarray(target, jnp.int32), data))
+            state = jax.block_until_ready(advance(state, lrs, jnp.asarray(target, jnp.int32), data))
         status, steps = jax.device_get((state["status"], state["steps"]))
         stopped = status != ACTIVE
         newly = stopped & ~recorded_final
@@ -322,11 +363,17 @@ def run_batch(
             for name, value in task.final_metrics(one, host_data).items():
                 final.setdefault(name, np.full(n_runs, np.nan))[index] = float(value)
     trajectory = {name: np.asarray(values) for name, values in rows.items()}
+    evaluations = np.asarray(state["evaluations"], np.int64)
+    if n_runs > runs:  # the padding copies are dropped
+        keep = trajectory["run"] < runs
+        trajectory = {name: values[keep] for name, values in trajectory.items()}
+        final = {name: values[:runs] for name, values in final.items()}
+        status, steps, wall, evaluations = status[:runs], steps[:runs], wall[:runs], evaluations[:runs]
     return BatchResult(
         status=[STATUS_NAMES[int(s)] for s in status],
         steps=np.asarray(steps, np.int64),
         wall_s=wall,
-        gradient_evaluations=np.asarray(state["evaluations"], np.int64),
+        gradient_evaluations=evaluations,
         final=final,
         trajectory=trajectory,
     )

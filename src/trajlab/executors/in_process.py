@@ -1,11 +1,12 @@
 """The default executor: batches run in this process, one at a time per local device.
 
 With one device (a CPU, or one GPU) each batch runs synchronously inside :meth:`submit`, as a
-plain loop would: per-step progress, Ctrl-C and tracebacks behave as without executors. With
-several local devices (``jax.local_devices()``: several GPUs on one host) a thread pool with one
-thread per device runs successive batches on different devices at once, each under
-``jax.default_device(device)`` (a thread-local setting), and each batch on a device no other
-batch is using.
+plain loop would: per-step progress, Ctrl-C and tracebacks behave as without executors. On a CPU
+split into one device per core (trajlab's default, :mod:`trajlab.engine.devices`) batches also run
+one at a time, each with its runs sharded over every CPU device. With several local GPUs (or
+devices given explicitly) a thread pool with one thread per device runs successive batches on
+different devices at once, each under ``jax.default_device(device)`` (a thread-local setting), and
+each batch on a device no other batch is using.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class InProcessExecutor(Executor):
         if devices is not None and len(devices) == 0:
             raise ValueError("InProcessExecutor: devices is empty")
         self._devices = list(devices) if devices is not None else None
+        self._cpu_devices = 0
         self._pool: ThreadPoolExecutor | None = None
         self._free: "queue.Queue[Any]" = queue.Queue()
 
@@ -35,7 +37,13 @@ class InProcessExecutor(Executor):
         if self._devices is None:
             import jax
 
-            self._devices = list(jax.local_devices())
+            local = list(jax.local_devices())
+            if len(local) > 1 and local[0].platform == "cpu":
+                # CPU devices (one per core): each batch runs whole, its runs sharded over all of
+                # them (trajlab.engine.devices), rather than one batch per device thread.
+                self._cpu_devices = len(local)
+                local = [None]
+            self._devices = local
         return self._devices
 
     @property
@@ -84,4 +92,6 @@ class InProcessExecutor(Executor):
 
     def describe(self) -> str:
         devices = self.devices
+        if self._cpu_devices:
+            return f"{self.name} (runs of a batch sharded over {self._cpu_devices} CPU devices)"
         return self.name if len(devices) == 1 else f"{self.name} ({len(devices)} devices: {', '.join(map(str, devices))})"

@@ -1,0 +1,35 @@
+"""Host-device setup made before JAX is imported (see :mod:`trajlab.engine.devices`); only the
+standard library here, so importing it costs nothing."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: Environment variable: host devices to make (default: one per core; 1 keeps one device).
+CPU_DEVICES_ENV = "TRAJLAB_CPU_DEVICES"
+_FLAG = "--xla_force_host_platform_device_count"
+
+
+def cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_host_devices() -> int | None:
+    """Set ``XLA_FLAGS`` for one host device per core before JAX is imported; returns the count set
+    (None when nothing was changed)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or _FLAG in flags:
+        return None
+    wanted = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    try:
+        count = int(wanted) if wanted else cores()
+    except ValueError:
+        return None  # reported where the flag matters: keep JAX's default
+    if count <= 1:
+        return None
+    os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}={count}".strip()
+    return count

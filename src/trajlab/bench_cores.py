@@ -1,0 +1,68 @@
+"""Every core: one sweep timed on one device, on one host device per core, and in worker processes.
+
+``trajlab bench --cores [PRESET]`` runs a preset's ``--quick`` sweep (default ``dmf-completion``)
+end to end, each time in a fresh process (``python -m trajlab run PRESET --quick``) into a fresh
+folder, with the persistent compilation cache off (so each mode compiles what it needs), in three
+modes, alternating, ``repeats`` times:
+
+- ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess`` (the single-core baseline);
+- ``devices per core``: ``--executor inprocess`` with one host device per core (each batch's runs
+  sharded over them, :mod:`trajlab.engine.devices`);
+- ``worker processes``: ``TRAJLAB_CPU_DEVICES=1 --executor processes`` (one spawned process per
+  core, :mod:`trajlab.executors.processes`).
+
+It reports each wall time, the median per mode and the speed-up of each mode over one device,
+measured side by side in one invocation (the ratios, not the absolute times, are the result on a
+machine shared with other work).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = {
+    "one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess"),
+    "devices per core": ({}, "inprocess"),
+    "worker processes": ({"TRAJLAB_CPU_DEVICES": "1"}, "processes"),
+}
+
+
+def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> float:
+    env_updates, executor = MODES[mode]
+    env = {k: v for k, v in os.environ.items() if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR")}
+    env.update(env_updates, TRAJLAB_COMPILATION_CACHE="0")
+    command = [sys.executable, "-m", "trajlab", "run", preset, "--quick", "--no-progress", "--no-figures",
+               "--out", str(folder), "--executor", executor, *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode}: {' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return wall
+
+
+def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: list[str] = (), console=None) -> dict:
+    """Wall times per mode (see the module docstring) and the speed-ups over one device."""
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as root:
+        for repeat in range(repeats):
+            for mode in MODES:
+                wall = time_mode(preset, mode, Path(root) / f"{repeat}-{mode.replace(' ', '-')}", extra)
+                times[mode].append(wall)
+                if console is not None:
+                    console.print(f"{preset} --quick, {mode}: {wall:.1f} s", highlight=False)
+    medians = {mode: statistics.median(values) for mode, values in times.items()}
+    base = medians["one device"]
+    result = dict(preset=preset, cores=os.cpu_count(), times=times, medians=medians,
+                  speedup={mode: base / value for mode, value in medians.items()})
+    if console is not None:
+        for mode in MODES:
+            console.print(f"{mode}: median {medians[mode]:.1f} s, {result['speedup'][mode]:.2f}x one device",
+                          highlight=False)
+    return result
