@@ -9,34 +9,33 @@ from typer.testing import CliRunner
 
 from trajlab import cli
 from trajlab.executors import InProcessExecutor, ProcessExecutor, make_executor
-from trajlab.executors.processes import default_workers
 from trajlab.store import load
 
 
-def test_auto_picks_one_process_per_core_for_several_runs_on_a_cpu():
-    cores = len(os.sched_getaffinity(0))
-    assert default_workers() == cores
-    several = make_executor("auto", runs=6)
-    if cores >= 2:
-        assert isinstance(several, ProcessExecutor) and several.workers == min(cores, 6)
-    else:
-        assert isinstance(several, InProcessExecutor)
-    assert isinstance(make_executor("auto", runs=1), InProcessExecutor)  # one run: nothing to share out
-    assert make_executor("auto", workers=3, runs=1).workers == 3
+def test_auto_runs_in_process_with_the_batches_sharded_over_the_cpu_devices():
+    assert isinstance(make_executor("auto", runs=6), InProcessExecutor)
+    assert make_executor("auto", workers=3, runs=1).workers == 3  # --workers asks for worker processes
+    assert isinstance(make_executor("auto", workers=3), ProcessExecutor)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
-def test_cli_default_runs_a_sweep_in_worker_processes(tmp_path, monkeypatch):
-    monkeypatch.delenv("TRAJLAB_EXECUTOR", raising=False)
+def test_cli_default_shards_a_sweep_over_the_cpu_devices(tmp_path, monkeypatch):
+    """A fresh `trajlab run` process on a multi-core CPU: one host device per core, each batch's
+    runs sharded over them."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRAJLAB_EXECUTOR", "XLA_FLAGS", "TRAJLAB_CPU_DEVICES")}
     out = tmp_path / "sweep"
-    result = CliRunner().invoke(cli.app, [
-        "run", "dmf-completion", "--quick", "--no-progress", "--no-figures", "--out", str(out),
-        "--set", "problem.m=8", "--set", "problem.n=8", "--set", "problem.observations=30",
-        "--set", "train.max_steps=50", "--set", "model.depth=[1,2]", "--set", "model.scale=0.1",
-    ])
-    assert result.exit_code == 0, result.output
+    done = subprocess.run([
+        sys.executable, "-m", "trajlab", "run", "dmf-completion", "--quick", "--no-progress", "--no-figures", "--out",
+        str(out), "--set", "problem.m=8", "--set", "problem.n=8", "--set", "problem.observations=30",
+        "--set", "train.max_steps=50", "--set", "model.depth=2", "--set", "model.scale=[0.1,0.2]",
+    ], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
     data = load(out)
-    assert data.manifest["executor"] == "processes (2 local worker processes)"
+    cores = len(os.sched_getaffinity(0))
+    assert data.manifest["executor"] == f"inprocess (runs of a batch sharded over {cores} CPU devices)"
     assert len(data.runs) == 2 and set(data.runs["status"]) <= {"done", "max_steps"}
 
 

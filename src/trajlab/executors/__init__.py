@@ -28,18 +28,12 @@ def default_executor_name() -> str:
 
 
 def auto_executor(runs: int | None = None) -> Executor:
-    """What ``--executor auto`` picks: on a CPU backend with several cores and a sweep of several
-    runs, one worker process per core (:class:`ProcessExecutor`: several runs on a CPU go faster
-    side by side in processes than batched in one, docs/benchmarks.md); otherwise this process
-    (every local GPU, or the one core)."""
-    from trajlab.executors.processes import default_workers
-
-    workers = default_workers()
-    if workers >= 2 and (runs is None or runs >= 2):
-        import jax
-
-        if jax.default_backend() == "cpu":
-            return ProcessExecutor(workers=min(workers, runs) if runs else workers)
+    """What ``--executor auto`` picks: this process (:class:`InProcessExecutor`). On a CPU split into
+    one host device per core (trajlab's default) each batch's runs are sharded over every core
+    there, with nothing compiled twice and no process to start; on several GPUs batches run one per
+    GPU. ``--executor processes`` (one worker process per core) is the choice for sweeps whose
+    batches are single runs of different structures; docs/benchmarks.md has both measured side by
+    side. ``runs`` (the sweep's size) is accepted for future use."""
     return InProcessExecutor()
 
 
