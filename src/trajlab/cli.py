@@ -678,21 +678,32 @@ def landscape_command(
     points: int = typer.Option(21, "--points", help="grid points per axis of the 2-D plane"),
     span: float = typer.Option(1.0, "--span", help="the plane covers [-span, span]^2 in filter-normalized units"),
     chunk: int = typer.Option(256, "--chunk", help="grid points evaluated per vmapped chunk"),
+    benchmark: bool = typer.Option(False, "--benchmark", help="also time the vmapped plane against a Python loop over its points"),
 ) -> None:
-    """Loss along init -> final and between runs (barrier), and a filter-normalized 2-D plane around
-    each final point: FOLDER/landscape/landscape.parquet and figures."""
+    """Loss along init -> final and between runs (barrier), a filter-normalized 2-D plane around
+    each final point, and the plane of the trajectory's top two principal directions with the
+    trajectory drawn on it: FOLDER/landscape/landscape.parquet and figures."""
     from trajlab.landscape import write_landscape
 
     data = _load(folder)
     if len(data.runs) == 0:
         _fail(f"DIR: {str(folder)!r} has no finished runs")
     try:
-        summary = write_landscape(folder, run=run, points=points, span=span, chunk=chunk)
+        summary = write_landscape(folder, run=run, points=points, span=span, chunk=chunk, benchmark=benchmark)
     except TrajlabError as error:
         _fail(str(error))
     for (a, b), height in summary["barriers"].items():
         console.print(f"barrier {a} -> {b}: {height:.4g}", highlight=False)
+    for rid, shares in summary.get("pca_explained", {}).items():
+        console.print(f"trajectory plane {rid}: PC1 {100 * shares[0]:.1f}%, PC2 {100 * shares[1]:.1f}% of the path", highlight=False)
+    for note in summary.get("notes", []):
+        console.print(note, highlight=False)
     console.print(f"plane: {summary['plane_points_per_s']:.0f} grid points / s", highlight=False)
+    if "benchmark" in summary:
+        b = summary["benchmark"]
+        console.print(
+            f"benchmark ({b['points']} points, run {b['run_id']}): vmapped {b['vmapped_points_per_s']:.0f} points / s, "
+            f"Python loop {b['loop_points_per_s']:.0f} points / s, ratio {b['ratio']:.1f}", highlight=False)
     for path in summary["paths"]:
         console.print(f"wrote {path}", highlight=False)
 

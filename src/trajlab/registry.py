@@ -191,6 +191,10 @@ GENERIC_METRICS = (
     "hessian_density",
     "hessian_trace_suite",
     "gauss_newton_sharpness",
+    "preconditioned_sharpness",
+    "r_med",
+    "leaf_sharpness",
+    "edge_eigenvalues",
 )
 #: Generic metrics that read the reference gradient flow carried beside each run.
 GENERIC_FLOW_METRICS = ("distance_to_flow",)

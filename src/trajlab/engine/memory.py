@@ -55,8 +55,10 @@ BYTES_PER_RECORDED_VALUE = 64
 BYTES_PER_SCHEDULE_STEP = 48
 #: Metrics whose columns number train.top_k (vectors of singular values, components, eigenvalues).
 TOP_K_METRICS = ("singular_values", "target_mode_strengths", "component_norms", "hessian_eigenvalues",
-                 "leaf_singular_values", "local_component_norms")
-CURVATURE_METRICS = ("sharpness", "hessian_eigenvalues", "hessian_density", "gauss_newton_sharpness")
+                 "leaf_singular_values", "local_component_norms", "edge_eigenvalues")
+CURVATURE_METRICS = ("sharpness", "hessian_eigenvalues", "hessian_density", "gauss_newton_sharpness",
+                     "preconditioned_sharpness", "r_med",
+                     "leaf_sharpness", "edge_eigenvalues")
 #: Integer fields of the shared sections that size a run (the others are not memory).
 _TRAIN_SIZE_FIELDS = ("max_steps", "record_points", "record_every", "top_k", "lanczos_iterations", "hutchinson_probes")
 

@@ -8,6 +8,10 @@ When a run records ``linearization``, it also carries its linearization at init,
 by the same rule on the same data: the optimized pytree is ``{"model", "linear", "anchor"}``
 (see :mod:`trajlab.metrics.linearization`), while the loss value, the stopping rules and every other
 metric stay those of the model alone.
+
+Metrics see the run's optimizer state as ``ctx.optimizer_state`` (the Task passes it to ``metrics``
+as the keyword ``optimizer_state``); for a run carrying its linearization, the model's part of the
+state kept by ``separately(...)``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from trajlab.dynamics.optimizers import direction_transform
 from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
 from trajlab.errors import ConfigError, PluginError
+from trajlab.metrics.adaptive import check_preconditioned
 from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS, MetricContext
 from trajlab.metrics.linearization import LinearizationState, paired_init, paired_loss, separately
 from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
@@ -72,6 +77,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
             f"metrics: gauss_newton_sharpness needs model.kind={family.name} to give FamilyParts.predict and "
             "output_loss (its outputs separately from its loss); this family does not"
         )
+    check_preconditioned(config, own_optimizer=parts.optimizer is not None)
     if linearized:  # the pair (model, linearization at init) is optimized as one pytree
         _check_linearization(family.name, parts)
         init, loss = paired_init(parts.init), paired_loss(parts.loss, parts.predict, parts.output_loss)
@@ -104,14 +110,25 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
             object.__setattr__(ctx, "output_loss", parts.output_loss)
         return ctx
 
-    def metrics(params, initial, reference, data):
+    def with_state(ctx, optimizer_state):
+        if optimizer_state is not None:
+            try:
+                object.__setattr__(ctx, "optimizer_state", optimizer_state)  # also a family's frozen context
+            except (AttributeError, TypeError):  # a context without attributes (e.g. a tuple): not offered
+                pass
+        return ctx
+
+    def metrics(params, initial, reference, data, optimizer_state=None):
         if not linearized:
-            return evaluate_metrics(functions, with_outputs(context(params, initial, reference, data)), family.columns)
+            ctx = with_state(with_outputs(context(params, initial, reference, data)), optimizer_state)
+            return evaluate_metrics(functions, ctx, family.columns)
         state = LinearizationState(params["linear"], params["anchor"], parts.predict, parts.output_loss, data)
         reference = None if reference is None else reference["model"]
         ctx = with_outputs(context(params["model"], initial["model"], reference, data))
         object.__setattr__(ctx, "linearization", state)
-        return evaluate_metrics(functions, ctx, family.columns)
+        # separately(...) keeps one state per part: the metrics see the model's own.
+        model_state = optimizer_state["model"] if isinstance(optimizer_state, dict) else optimizer_state
+        return evaluate_metrics(functions, with_state(ctx, model_state), family.columns)
 
     def final_metrics(params, data):
         if linearized:
@@ -135,6 +152,7 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         reference=integrator if wants_reference else None,
         final_metrics=final_metrics if final_names else None,
         minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
+        metrics_optimizer_state=True,
     )
 
 
@@ -193,7 +211,11 @@ def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
     loss = trace("loss(params, data)", task.loss, params, data)
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
         raise PluginError(f"family {name!r}: loss(params, data) must return a scalar, got shape {getattr(loss, 'shape', loss)}")
-    values = trace("a metric", lambda p: task.metrics(p, p, p, data), params)
+    def metrics_of(p):
+        state = task.optimizer.init(p) if task.optimizer is not None else ()
+        return task.metrics(p, p, p, data, optimizer_state=state)
+
+    values = trace("a metric", metrics_of, params)
     for column, value in values.items():
         if getattr(value, "shape", None) != ():
             raise PluginError(f"family {name!r}: metric column {column!r} must be a scalar, got shape {value.shape}")

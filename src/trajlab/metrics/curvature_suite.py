@@ -44,6 +44,25 @@ against; until then a family can list these functions in its own ``metrics``):
 - ``gauss_newton_sharpness``: only for families whose metric context has ``model_output(params,
   data)`` (or ``predict(params, data, "train")``) and ``output_loss(outputs, data)``; families
   without them record no column.
+- ``leaf_sharpness`` -> ``leaf_sharpness_<i>``: per parameter leaf (layer), the top eigenvalue of
+  the leaf's diagonal Hessian block H_ii = d^2 L / d theta_i^2 (the other leaves held fixed), by
+  Lanczos on the block's products (the gradient of the leaf alone, linearized in that leaf: only
+  that leaf is perturbed), m = min(``train.lanczos_iterations``, size of the leaf) steps, start key
+  fold_in(0, i). ``<i>`` is the leaf's position in the flattened pytree (tree order, as
+  ``sv_<leaf>_<i>`` and ``erank_<leaf>``); :func:`leaf_paths` gives the pytree path of each
+  position. By Cauchy interlacing max_i lambda_max(H_ii) <= lambda_max(H).
+- ``edge_eigenvalues`` -> ``edge_eig_0..edge_eig_{k-1}``, k = min(``train.top_k``,
+  ``train.lanczos_iterations``): the top-k Hessian eigenvalues (Lanczos, start key 0: the same
+  computation as ``hessian_eigenvalues``, shared when both are recorded; NaN-padded when the
+  model has fewer than k parameters). The *count* of eigenvalues above the edge-of-stability
+  threshold 1.5 / lr (centralflows' default for the eigenvalues it tracks, as issue 14 states it;
+  Cohen et al., ICLR 2025; I did not read their code) is not a trajectory column: a metric sees the
+  batch's static config only (``optimizer.lr`` is a batched field, traced per run by the engine's
+  step and not passed to the metrics; ``ctx.config.optimizer.lr`` is the first run's of the batch),
+  so the count is computed afterwards from the stored eigenvalues and each run's lr by
+  :func:`edge_counts`: exact while fewer than k eigenvalues are above the threshold and the Ritz
+  values have converged (a count of k means "at least k"; Ritz values interlace, the j-th is at
+  most the j-th eigenvalue, so an unconverged count is a lower bound).
 """
 
 from __future__ import annotations
@@ -225,6 +244,107 @@ def gauss_newton_top_eigenvalue(model_output, output_loss, params, key, iteratio
 
 
 # ---------------------------------------------------------------------------------------------
+# per-leaf (per-layer) Hessian blocks and the eigenvalues at the edge of stability
+
+
+def leaf_paths(params) -> list[str]:
+    """The pytree path of every leaf in tree order (``jax.tree_util.keystr``): position i of the
+    ``leaf_sharpness_<i>`` columns is ``leaf_paths(params)[i]``."""
+    return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
+def leaf_block_product(loss_fn, params, index: int):
+    """(v -> H_ii v on the flattened leaf ``index``, n_i, dtype): the diagonal Hessian block of one
+    leaf, matrix-free: the gradient of the loss with respect to that leaf alone (the other leaves
+    fixed), linearized once in that leaf (forward-over-reverse)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaf = leaves[index]
+
+    def leaf_gradient(x):
+        def of_leaf(y):
+            moved = list(leaves)
+            moved[index] = y.reshape(leaf.shape)
+            return loss_fn(jax.tree_util.tree_unflatten(treedef, moved))
+
+        return jax.grad(of_leaf)(x)
+
+    _, product = jax.linearize(leaf_gradient, jnp.ravel(leaf))
+    return product, int(np.prod(leaf.shape, dtype=int)), leaf.dtype
+
+
+def leaf_top_eigenvalues(loss_fn, params, key, iterations: int = 20):
+    """The top eigenvalue of every leaf's diagonal Hessian block, in tree order (a list of scalars;
+    NaN for an empty leaf): Lanczos with m = min(iterations, leaf size) steps from fold_in(key, i)."""
+    out = []
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(params)):
+        product, n, dtype = leaf_block_product(loss_fn, params, i)
+        if n == 0:
+            out.append(jnp.asarray(jnp.nan, dtype))
+            continue
+        values, _ = flat_lanczos_eigenpairs(product, n, dtype, jax.random.fold_in(key, i), 1, min(int(iterations), n))
+        out.append(values[0])
+    return out
+
+
+def leaf_sharpness_metric(ctx):
+    """``leaf_sharpness``: {leaf_sharpness_<i>: top eigenvalue of the Hessian block of leaf i}."""
+    values = leaf_top_eigenvalues(_bound_loss(ctx), ctx.params, jax.random.PRNGKey(0),
+                                  _train(ctx, "lanczos_iterations", 20))
+    return {f"leaf_sharpness_{i}": v for i, v in enumerate(values)}
+
+
+def edge_eigenvalues_metric(ctx):
+    """``edge_eigenvalues``: {edge_eig_<j>: the j-th largest Hessian eigenvalue}, j < k =
+    min(train.top_k, train.lanczos_iterations); see :func:`edge_counts` for the count above 1.5 / lr."""
+    iterations = _train(ctx, "lanczos_iterations", 20)
+    k = min(_train(ctx, "top_k", 10), iterations)
+    flat, _ = ravel_pytree(ctx.params)
+    n = flat.shape[0]
+    from trajlab.metrics.generic import MetricContext
+
+    if n >= k and getattr(type(ctx), "hessian_eigenvalues", None) is MetricContext.__dict__["hessian_eigenvalues"]:
+        values = ctx.hessian_eigenvalues  # the same Lanczos run (key 0, k, iterations), computed once
+    else:
+        from trajlab.metrics.curvature import lanczos_top_eigenvalues
+
+        values = lanczos_top_eigenvalues(_bound_loss(ctx), ctx.params, jax.random.PRNGKey(0), k=min(k, n),
+                                         iterations=iterations)
+        values = jnp.concatenate([values, jnp.full((k - values.shape[0],), jnp.nan, values.dtype)])
+    return {f"edge_eig_{j}": values[j] for j in range(k)}
+
+
+#: centralflows' default edge threshold factor: eigenvalues above EDGE_FACTOR / lr are tracked.
+EDGE_FACTOR = 1.5
+
+
+def edge_counts(data, factor: float = EDGE_FACTOR):
+    """The number of recorded ``edge_eig_<j>`` columns above ``factor`` / lr at every trajectory row
+    of a loaded sweep (lr: the run's ``optimizer.lr``); a pandas Series aligned with
+    ``data.trajectories``. A count equal to the number of columns means "at least that many"."""
+    import pandas as pd
+
+    trajectories = data.trajectories
+    columns = sorted((c for c in trajectories.columns if c.startswith("edge_eig_")),
+                     key=lambda c: int(c.rsplit("_", 1)[1]))
+    if not columns:
+        raise ValueError("edge_counts: the sweep records no edge_eigenvalues (columns edge_eig_<j>)")
+    lr = _run_lrs(data)
+    threshold = float(factor) / trajectories["run_id"].map(lr).to_numpy(float)
+    values = trajectories[columns].to_numpy(float)
+    return pd.Series(np.sum(values > threshold[:, None], axis=1), index=trajectories.index, name="edge_count")
+
+
+def _run_lrs(data) -> dict:
+    runs = data.runs
+    for column in ("optimizer.lr", "lr"):
+        if column in runs.columns:
+            return dict(zip(runs["run_id"], runs[column].astype(float)))
+    from trajlab.config import from_flat
+
+    return {rid: float(from_flat(flat).optimizer.lr) for rid, flat in data.manifest.get("configs", {}).items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # generic metrics
 
 
@@ -274,6 +394,8 @@ CURVATURE_SUITE_METRICS = {
     "hessian_density": density_metric,
     "hessian_trace_suite": trace_metric,
     "gauss_newton_sharpness": gauss_newton_metric,
+    "leaf_sharpness": leaf_sharpness_metric,
+    "edge_eigenvalues": edge_eigenvalues_metric,
 }
 #: Column prefix of the vector metric.
 CURVATURE_SUITE_COLUMNS = {"hessian_density": "hdens"}
@@ -283,13 +405,18 @@ __all__ = [
     "CURVATURE_SUITE_METRICS",
     "DENSITY_GRID",
     "DENSITY_SCALE",
+    "EDGE_FACTOR",
     "dense_eigenpairs",
+    "edge_counts",
     "flat_lanczos_eigenpairs",
     "gauss_newton_top_eigenvalue",
     "hessian_density",
     "hutch_plus_plus",
     "hutchinson_with_variance",
     "lanczos_eigenpairs",
+    "leaf_block_product",
+    "leaf_paths",
+    "leaf_top_eigenvalues",
     "slq_density",
     "slq_quadrature",
 ]

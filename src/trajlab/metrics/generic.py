@@ -27,6 +27,10 @@ Generic metrics (:data:`GENERIC_METRIC_FUNCTIONS`, names in :data:`trajlab.regis
   ``linearization_test_distance``, ``linearization_train_loss``: the run against its linearization
   at init trained beside it (the engine carries it when this metric is named; the family must give
   ``FamilyParts.predict`` and ``output_loss``). See :mod:`trajlab.metrics.linearization`.
+- ``preconditioned_sharpness``: the top eigenvalue of P^-1 H with the optimizer's own diagonal
+  preconditioner P (Adam, RMSprop, normalized GD; P = I otherwise), read from
+  ``ctx.optimizer_state``; ``r_med``: Jiang, Malik, Li's R_med (median over parameter leaves of the
+  max / median Hessian diagonal entry). See :mod:`trajlab.metrics.adaptive`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ class MetricContext:
     #: use them); class attributes, like ``linearization``.
     predict = None
     output_loss = None
+    #: The run's optimizer state (the unit-step optax state of
+    #: :func:`trajlab.dynamics.optimizers.direction_transform` or of the family's own rule; for a run
+    #: that carries its linearization, the model's part only), set by the engine when the run records
+    #: metrics (every run the engine builds from a config); a class attribute like ``linearization``.
+    #: None where no engine set it (gradient flow has the empty state ``()``).
+    optimizer_state = None
 
     @property
     def initial_params(self):
@@ -155,5 +165,10 @@ from trajlab.metrics.curvature_suite import CURVATURE_SUITE_COLUMNS, CURVATURE_S
 
 GENERIC_METRIC_FUNCTIONS.update(CURVATURE_SUITE_METRICS)
 GENERIC_COLUMNS.update(CURVATURE_SUITE_COLUMNS)
+
+# Adaptive optimizers (:mod:`trajlab.metrics.adaptive`): ``preconditioned_sharpness``, ``r_med``.
+from trajlab.metrics.adaptive import ADAPTIVE_METRICS  # noqa: E402
+
+GENERIC_METRIC_FUNCTIONS.update(ADAPTIVE_METRICS)
 
 __all__ = ["GENERIC_COLUMNS", "GENERIC_METRIC_FUNCTIONS", "MetricContext"]

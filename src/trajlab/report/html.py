@@ -7,7 +7,8 @@ config values, names) goes through :func:`html.escape`.
 
 Pieces: :func:`figure_png`, :func:`dataframe_html`, :func:`claims_html`, :func:`configs_html`,
 :func:`provenance_html`; whole pages: :func:`report_page` (one sweep) and :func:`index_page`
-(several reports, one line each).
+(several reports, one line each). The one read from disk: :func:`report_page` embeds the PNGs that
+``trajlab landscape`` wrote in the sweep folder (:func:`landscape_images`) when a note names it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "dataframe_html",
     "figure_png",
     "index_page",
+    "landscape_images",
     "provenance_html",
     "report_page",
     "runs_summary",
@@ -339,6 +341,36 @@ def _page(title: str, body: Sequence[str]) -> str:
     )
 
 
+#: The note by which ``trajlab report`` names the sweep folder (where ``trajlab landscape`` wrote
+#: ``landscape/figures/*.png``), read when :func:`report_page` is not given ``landscape``.
+SWEEP_FOLDER_NOTE = "Sweep folder: "
+#: The largest landscape figure embedded (bytes); larger files are skipped.
+LANDSCAPE_FIGURE_LIMIT = 20 * 2**20
+
+
+def landscape_images(folder: Any) -> dict[str, bytes]:
+    """{name: PNG bytes} of the figures ``trajlab landscape`` wrote in ``folder/landscape/figures``
+    (regular ``.png`` files that start with the PNG signature; ``segments`` first, then by name);
+    {} when there are none."""
+    from pathlib import Path
+
+    figures = Path(folder) / "landscape" / "figures"
+    if not figures.is_dir():
+        return {}
+    images = {}
+    paths = sorted(figures.glob("*.png"), key=lambda path: (path.stem != "segments", path.stem))
+    for path in paths:
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > LANDSCAPE_FIGURE_LIMIT:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if data.startswith(b"\x89PNG"):
+            images[path.stem] = data
+    return images
+
+
 def report_page(
     title: str,
     *,
@@ -350,6 +382,7 @@ def report_page(
     runs: pd.DataFrame | None = None,
     manifest: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    landscape: Mapping[str, Any] | None = None,
 ) -> str:
     """One sweep as a self-contained HTML page.
 
@@ -358,7 +391,9 @@ def report_page(
     matplotlib figure, or a str saying why it could not be drawn}); ``tables`` ((title, DataFrame)
     pairs, ``run_id`` cells linked to the configs); the runs' ``configs`` (the manifest's
     {run_id: flat config}, see :func:`configs_html`, with status and steps from ``runs``); and
-    the ``manifest``'s provenance.
+    the ``manifest``'s provenance. ``landscape``: {name: PNG bytes or figure} shown in a "Loss
+    landscape" section after the figures; when None, the figures of :func:`landscape_images` of the
+    folder named by a note starting with :data:`SWEEP_FOLDER_NOTE` (none when there is no such note).
     """
     body = [f"<h1>{_text(title)}</h1>"]
     if description:
@@ -372,6 +407,14 @@ def report_page(
     if figures:
         body.append("<h2>Figures</h2>")
         body.extend(_figure_html(name, image) for name, image in figures.items())
+    if landscape is None:
+        folders = [note[len(SWEEP_FOLDER_NOTE):] for note in notes if str(note).startswith(SWEEP_FOLDER_NOTE)]
+        landscape = landscape_images(folders[0]) if folders else {}
+    if landscape:
+        body.append('<h2 id="loss-landscape">Loss landscape</h2>')
+        body.append('<p class="note">Written by <code>trajlab landscape</code>: loss along init &rarr; final and '
+                    "between runs, filter-normalized random planes and the trajectory's PCA plane.</p>")
+        body.extend(_figure_html(f"landscape-{name}", image) for name, image in landscape.items())
     if tables:
         body.append("<h2>Tables</h2>")
         for name, frame in tables:
