@@ -139,3 +139,17 @@ def test_cli_refuses_the_linearization_for_a_family_without_outputs(tmp_path):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "linearization" in lines[0], result.stderr
+
+
+def test_no_test_samples_gives_no_test_distance_and_no_error():
+    import math
+
+    import trajlab
+    from trajlab.engine import run_configs
+
+    config = trajlab.replace_dotted(trajlab.RunConfig(), {
+        "problem.kind": "teacher_student", "model.kind": "two_layer", "problem.test_samples": 0,
+        "metrics": ["train_loss", "linearization"], "train.max_steps": 5})
+    final = run_configs([config]).final
+    assert math.isnan(final["linearization_test_distance"][0])
+    assert final["linearization_train_loss"][0] == pytest.approx(final["train_loss"][0], rel=1e-3)

@@ -395,7 +395,7 @@ def _figure_images(spec, data) -> dict:
 def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
     """The report page of a loaded sweep and its claims, checked."""
     from trajlab.presets.claims import check_claims
-    from trajlab.report import report_page, summary_table
+    from trajlab.report import landscape_images, report_page, summary_table
 
     notes = [f"Sweep folder: {Path(folder).resolve()}", *notes]
     tables = []
@@ -418,6 +418,7 @@ def _report_html(spec, data, folder: Path, images: dict, notes: list[str]):
         configs=data.manifest.get("configs", {}),
         runs=data.runs,
         manifest=data.manifest,
+        landscape=landscape_images(folder),
         notes=notes,
     )
     return text, checks

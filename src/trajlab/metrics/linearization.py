@@ -91,12 +91,15 @@ def linearization_columns(params, state: LinearizationState) -> dict:
     """The columns of the ``linearization`` metric (module docstring) for the run's ``params``."""
     train_lin = state.outputs("train")
     train = state.predict(params, state.data, "train")
-    test_lin = state.outputs("test")
-    test = state.predict(params, state.data, "test")
+    test_shape = jax.eval_shape(lambda: state.predict(params, state.data, "test"))
+    if all(dimension > 0 for dimension in test_shape.shape):
+        test_distance = _rms(state.predict(params, state.data, "test"), state.outputs("test"))
+    else:  # no test samples (problem.test_samples=0): no test distance
+        test_distance = jnp.asarray(jnp.nan, train.dtype)
     return {
         "linearization_param_distance": _norm(_difference(params, state.linear)),
         "linearization_train_distance": _rms(train, train_lin),
-        "linearization_test_distance": _rms(test, test_lin),
+        "linearization_test_distance": test_distance,
         "linearization_train_loss": state.output_loss(train_lin, state.data),
     }
 
