@@ -12,20 +12,21 @@ from trajlab.executors import InProcessExecutor, ProcessExecutor, make_executor
 from trajlab.store import load
 
 
-def test_auto_runs_in_process_with_the_batches_sharded_over_the_cpu_devices():
+def test_auto_runs_in_process():
     assert isinstance(make_executor("auto", runs=6), InProcessExecutor)
     assert make_executor("auto", workers=3, runs=1).workers == 3  # --workers asks for worker processes
     assert isinstance(make_executor("auto", workers=3), ProcessExecutor)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
-def test_cli_default_shards_a_sweep_over_the_cpu_devices(tmp_path, monkeypatch):
-    """A fresh `trajlab run` process on a multi-core CPU: one host device per core, each batch's
-    runs sharded over them."""
+def test_cli_shards_a_sweep_over_the_cpu_devices_when_asked(tmp_path, monkeypatch):
+    """A fresh `trajlab run` process with TRAJLAB_CPU_DEVICES=auto: one host device per core, each
+    batch's runs sharded over them."""
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("TRAJLAB_EXECUTOR", "XLA_FLAGS", "TRAJLAB_CPU_DEVICES")}
+    env["TRAJLAB_CPU_DEVICES"] = "auto"
     out = tmp_path / "sweep"
     done = subprocess.run([
         sys.executable, "-m", "trajlab", "run", "dmf-completion", "--quick", "--no-progress", "--no-figures", "--out",

@@ -22,8 +22,8 @@ import os as _os
 # anything loads OpenBLAS; a value the user set wins.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# One host device per core (before JAX is imported), so that a batch's runs are sharded over every
-# core (trajlab.engine.devices; TRAJLAB_CPU_DEVICES=1 keeps one device).
+# TRAJLAB_CPU_DEVICES=N (or auto: one per core) splits the CPU into host devices before JAX is
+# imported, so that a batch's runs are sharded over them (trajlab.engine.devices); unset: one.
 from trajlab._host import configure_host_devices as _configure_host_devices  # noqa: E402
 
 _configure_host_devices()

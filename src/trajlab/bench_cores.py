@@ -6,8 +6,8 @@ folder, with the persistent compilation cache off (so each mode compiles what it
 modes, alternating, ``repeats`` times:
 
 - ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess`` (the single-core baseline);
-- ``devices per core``: ``--executor inprocess`` with one host device per core (each batch's runs
-  sharded over them, :mod:`trajlab.engine.devices`);
+- ``devices per core``: ``TRAJLAB_CPU_DEVICES=auto --executor inprocess``: one host device per
+  core, each batch's runs sharded over them (:mod:`trajlab.engine.devices`);
 - ``worker processes``: ``TRAJLAB_CPU_DEVICES=1 --executor processes`` (one spawned process per
   core, :mod:`trajlab.executors.processes`).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 MODES = {
     "one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess"),
-    "devices per core": ({}, "inprocess"),
+    "devices per core": ({"TRAJLAB_CPU_DEVICES": "auto"}, "inprocess"),
     "worker processes": ({"TRAJLAB_CPU_DEVICES": "1"}, "processes"),
 }
 

@@ -3,14 +3,16 @@
 XLA:CPU runs a vmapped batch of small matrix products on one core: batching does not add
 throughput on a CPU (docs/benchmarks.md). With the host platform split into one device per core
 (``--xla_force_host_platform_device_count``), a batch whose run axis is sharded over those devices
-is one program that runs its shards side by side: on 2 cores, 2.0-2.1x the run-steps per second of
-the same batch on one device (measured side by side, docs/benchmarks.md), with no second process to
-start and nothing compiled twice.
+is one program that runs its shards side by side (a standalone loop of the headline step ran at
+2.0-2.1x the run-steps per second of one device on 2 idle cores), with no second process to start
+and nothing compiled twice.
 
-- :func:`configure_host_devices` (called when trajlab is imported, before JAX is): one host
-  device per core this process may use, unless ``XLA_FLAGS`` already sets a device count, JAX is
-  already imported, or ``TRAJLAB_CPU_DEVICES`` says otherwise (a number, or 1 to keep one device).
-  On a machine with a GPU the flag changes only the host platform, which trajlab then does not use.
+- :func:`configure_host_devices` (called when trajlab is imported, before JAX is): when
+  ``TRAJLAB_CPU_DEVICES`` is set (a number, or ``auto``: one per core this process may use), that
+  many host devices, unless ``XLA_FLAGS`` already sets a device count or JAX is already imported.
+  Opt-in: XLA:CPU with several devices deadlocked now and then in the test suite (a sharded metric
+  recording waiting in ``device_get``); the metrics are therefore recorded on one device, and one
+  device stays the default. On a machine with a GPU the flag changes only the host platform.
 - :func:`run_sharding` (used by :func:`trajlab.engine.run_batch`): on a CPU backend with several
   devices and a batch of several runs, the batch padded to a multiple of the device count (copies of
   its last run, dropped from the results) and the shardings of the run axis and of the data

@@ -306,7 +306,14 @@ def run_batch(
     init, advance, record_metrics = compiled.init, compiled.advance, compiled.record
     if sharding is not None:
         keys, scales, lrs = jax.device_put((keys, scales, lrs), sharding.runs_axis)
-        init, advance, record_metrics = compiled.sharded(sharding.runs_axis.mesh)
+        init, advance, _ = compiled.sharded(sharding.runs_axis.mesh)
+        # The metrics (SVDs, Lanczos, ...) are recorded on one device: a sharded recording
+        # deadlocked XLA:CPU now and then (both device computations waiting in device_get).
+        first = sharding.runs_axis.mesh.devices.flat[0]
+        data_one = jax.device_put(data, first)
+
+        def record_metrics(state, _data):
+            return compiled.record(jax.device_put(state, first), data_one)
     with _exclusive_on_cpu(data):
         state = jax.block_until_ready(init(keys, scales, data))
     n_runs = len(seeds)

@@ -2,7 +2,7 @@
 
 With one device (a CPU, or one GPU) each batch runs synchronously inside :meth:`submit`, as a
 plain loop would: per-step progress, Ctrl-C and tracebacks behave as without executors. On a CPU
-split into one device per core (trajlab's default, :mod:`trajlab.engine.devices`) batches also run
+split into host devices (``TRAJLAB_CPU_DEVICES``, :mod:`trajlab.engine.devices`) batches also run
 one at a time, each with its runs sharded over every CPU device. With several local GPUs (or
 devices given explicitly) a thread pool with one thread per device runs successive batches on
 different devices at once, each under ``jax.default_device(device)`` (a thread-local setting), and
