@@ -592,7 +592,7 @@ def test_sigkill_loses_no_finished_run_and_resume_matches_uninterrupted(tmp_path
 EXECUTOR_BAD_INPUTS = [
     (["--executor", "cluster"], ["--executor", "inprocess, processes, dask, slurm", "'cluster'"]),
     (["--scheduler", "tcp://127.0.0.1:8786"], ["--scheduler", "--executor dask only"]),
-    (["--workers", "2"], ["--workers", "--executor processes or dask only"]),
+    (["--executor", "inprocess", "--workers", "2"], ["--workers", "--executor processes or dask only"]),
     (["--slurm-partition", "gpu"], ["--slurm-partition", "--executor slurm only"]),
     (["--executor", "dask", "--slurm-time", "30"], ["--slurm-time", "--executor slurm only"]),
     (["--slurm-gpus", "1"], ["--slurm-gpus", "--executor slurm only"]),
