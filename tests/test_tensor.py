@@ -505,3 +505,12 @@ def test_cp_entries_scale_to_the_published_sizes_under_vmap():
     assert losses.shape == (batch,) and losses.dtype == jnp.float32
     assert [g.shape for g in grads] == [(batch, 10, rank)] * 4
     assert bool(jnp.all(jnp.isfinite(losses))) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+def test_incremental_spread_is_not_infinite_when_every_component_is_at_half_at_init():
+    from trajlab.presets.tensor import _incremental
+
+    assert _incremental([0.0, 0.0, 0.0]) == (True, 1.0)
+    assert _incremental([0.0, 5.0, 9.0])[1] == float("inf")
+    assert _incremental([2.0, 4.0, 8.0]) == (True, 4.0)
+    assert _incremental([8.0, 4.0])[0] is False

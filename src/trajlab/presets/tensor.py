@@ -119,9 +119,16 @@ def _half_times(trajectory: pd.DataFrame, columns: list[str]) -> list[float]:
 
 
 def _incremental(halves: list[float]) -> tuple[bool, float]:
-    """(ordered with 1% slack, spread last / first)."""
+    """(ordered with 1% slack, spread last / first). A first half-time of 0 (already at half its
+    final value at init) spreads infinitely only when a later one is positive: components that are
+    all at half at init were not learned one by one (spread 1)."""
     ordered = all(b >= 0.99 * a for a, b in zip(halves, halves[1:]))
-    spread = halves[-1] / halves[0] if halves and halves[0] > 0 else math.inf
+    if not halves:
+        return ordered, math.inf
+    if halves[0] > 0:
+        spread = halves[-1] / halves[0]
+    else:
+        spread = math.inf if halves[-1] > 0 else 1.0
     return ordered, spread
 
 
