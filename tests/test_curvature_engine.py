@@ -17,6 +17,7 @@ from trajlab.registry import get_family
 
 def tiny_network(**updates) -> RunConfig:
     base = {"problem.kind": "teacher_student", "model.kind": "two_layer", "train.x64": True, "train.max_steps": 3,
+            "problem.n": 5, "problem.teacher_width": 3, "problem.observations": 40, "model.width": 6,
             "train.record_points": 2, "train.lanczos_iterations": 30, "optimizer.lr": 1e-12,
             "metrics": ["train_loss", "hessian_density", "hessian_trace_suite", "gauss_newton_sharpness",
                         "hessian_trace"]}
