@@ -233,3 +233,15 @@ def test_registry_user_metrics_and_errors():
         resolve_metrics(["train_loss"], {"train_loss": lambda s: 0.0})
     with pytest.raises(ConfigError, match="metrics"):
         resolve_metrics([], {"not_callable": 3})
+
+
+def test_generic_metric_names_and_functions_are_the_same_set():
+    """The registry lists the generic names without importing JAX; the functions live in
+    trajlab.metrics.generic. A metric added to one and not the other would be refused by
+    RunConfig or fail when traced; the memory estimate's curvature names must be generic ones."""
+    from trajlab import registry
+    from trajlab.engine import memory
+    from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS
+
+    assert set(registry.GENERIC_METRICS) == set(GENERIC_METRIC_FUNCTIONS)
+    assert set(memory.CURVATURE_METRICS) <= set(registry.GENERIC_METRICS)
