@@ -71,7 +71,9 @@ import trajlab, jax
 configs = trajlab.grid(None, set={
     "problem.m": 12, "problem.n": 10, "problem.rank": 2, "problem.observations": 60, "train.x64": True,
     "model.depth": 3, "model.scale": 0.1, "optimizer.lr": 0.05, "seed": [0, 1, 2],
-    "train.max_steps": 400, "train.record_points": 12})
+    "train.max_steps": 400, "train.record_points": 12, "train.top_k": 3})
+# and a metric that carries state between recordings (warm-started eigenvectors, kept per run)
+configs = [trajlab.replace_dotted(c, {"metrics": list(c.metrics) + ["edge_tracking"]}) for c in configs]
 data = trajlab.run(configs, out=sys.argv[1], executor="inprocess")
 frame = data.trajectories.sort_values(["run_id", "step"])
 print(json.dumps({"devices": jax.local_device_count(), "executor": data.manifest["executor"],
@@ -82,7 +84,8 @@ print(json.dumps({"devices": jax.local_device_count(), "executor": data.manifest
 def test_a_batch_of_three_runs_sharded_over_two_devices_equals_one_device(tmp_path):
     """trajlab's default on a 2-core CPU: one host device per core, the three runs of the batch
     padded to four and sharded over both; the padding copy is dropped and every recorded value
-    equals the one-device run (float64, default metrics with their SVDs)."""
+    equals the one-device run (float64, default metrics with their SVDs, and ``edge_tracking``, whose
+    carried eigenvectors go back to their devices after each recording)."""
     results = {}
     for devices in (1, 2):
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -94,7 +97,7 @@ def test_a_batch_of_three_runs_sharded_over_two_devices_equals_one_device(tmp_pa
     one, two = results[1], results[2]
     assert (one["devices"], two["devices"]) == (1, 2)
     assert two["executor"] == "inprocess (runs of a batch sharded over 2 CPU devices)" and one["executor"] == "inprocess"
-    assert one["rows"].keys() == two["rows"].keys()
+    assert one["rows"].keys() == two["rows"].keys() and "track_eig_2" in one["rows"]
     assert len(set(one["rows"]["run_id"])) == 3 and one["rows"]["run_id"] == two["rows"]["run_id"]
     assert one["rows"]["step"] == two["rows"]["step"]
     for column, values in one["rows"].items():

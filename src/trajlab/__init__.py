@@ -65,6 +65,7 @@ _LAZY = {
     "check_claims": ("trajlab.presets.claims", "check_claims"),
     "not_measured": ("trajlab.presets.claims", "not_measured"),
     "MetricContext": ("trajlab.metrics.generic", "MetricContext"),
+    "CarriedMetric": ("trajlab.metrics.carried", "CarriedMetric"),
     "check_family": ("trajlab.engine.task", "check_family"),
     "Preset": ("trajlab.presets.preset", "Preset"),
     "Claim": ("trajlab.presets.preset", "Claim"),
@@ -114,6 +115,7 @@ def load_plugins(path):
 
 __all__ = [
     "GENERIC_METRICS",
+    "CarriedMetric",
     "Claim",
     "ConfigError",
     "Family",

@@ -195,6 +195,7 @@ GENERIC_METRICS = (
     "r_med",
     "leaf_sharpness",
     "edge_eigenvalues",
+    "edge_tracking",
 )
 #: Generic metrics that read the reference gradient flow carried beside each run.
 GENERIC_FLOW_METRICS = ("distance_to_flow",)

@@ -50,6 +50,12 @@ class Task:
     ``metrics_optimizer_state``: when True, the engine also passes the run's optimizer state (the
     unit-step optax state of ``optimizer``, ``()`` for flows) as the keyword ``optimizer_state`` of
     ``metrics`` (adaptive-optimizer metrics read it); False (the default) keeps the 4-argument call.
+    ``metrics_lr``: when True, the engine also passes the run's own (batched) step size as the
+    keyword ``lr`` (e.g. to count Hessian eigenvalues above 1.5 / lr).
+    ``metric_carry(params, data) -> pytree``: state that the metrics carry from one recording point
+    to the next (e.g. the top Hessian eigenvectors, to warm-start the next eigensolve); made at init
+    per run, passed to ``metrics`` as the keyword ``carry``, and then ``metrics`` returns
+    ``(columns, new_carry)``. None (the default): no carry.
     final_metrics(params, data) -> {column: float}: host-side (numpy) metrics of each run's final
     parameters, computed once after the batch (e.g. a tensor-rank estimate by ALS); they become
     final values of the run, not trajectory columns.
@@ -74,6 +80,8 @@ class Task:
     final_metrics: Callable[[Any, Any], dict] | None = None
     minibatch: Callable[[Any, Any], Any] | None = None
     metrics_optimizer_state: bool = False
+    metrics_lr: bool = False
+    metric_carry: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass
@@ -99,7 +107,7 @@ class CompiledTask:
         self.task = task
         self.init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, None)))
         self.advance = jax.jit(self._advance)
-        self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, None)))
+        self.record = jax.jit(jax.vmap(self._metrics_one, in_axes=(0, 0, None)))
         self._sharded: dict = {}
 
     def sharded(self, mesh):
@@ -117,7 +125,7 @@ class CompiledTask:
             self._sharded[mesh] = (
                 split(jax.vmap(self._init_one, in_axes=(0, 0, None)), (runs, runs, shared)),
                 split(self._advance, (runs, runs, shared, shared)),
-                split(jax.vmap(self._metrics_one, in_axes=(0, None)), (runs, shared)),
+                split(jax.vmap(self._metrics_one, in_axes=(0, 0, None)), (runs, runs, shared)),
             )
         return self._sharded[mesh]
 
@@ -139,6 +147,8 @@ class CompiledTask:
             state.update(reference=params, reference_steps=jnp.zeros((), jnp.int32))
         if task.minibatch is not None:
             state.update(sample_key=jax.random.fold_in(key, 1))
+        if task.metric_carry is not None:
+            state.update(metric_carry=task.metric_carry(params, data))
         return state
 
     def _mark(self, state, active, loss, ok=True):
@@ -245,12 +255,18 @@ class CompiledTask:
             state = jax.vmap(self._follow_reference, in_axes=(0, 0, None))(state, lrs, data)
         return state
 
-    def _metrics_one(self, state, data):
-        if self.task.metrics_optimizer_state:
-            return self.task.metrics(
-                state["params"], state["initial"], state.get("reference"), data, optimizer_state=state["opt"]
-            )
-        return self.task.metrics(state["params"], state["initial"], state.get("reference"), data)
+    def _metrics_one(self, state, lr, data):
+        """(columns, new metric carry) of one run; the carry is None without ``Task.metric_carry``."""
+        task = self.task
+        keywords = {}
+        if task.metrics_optimizer_state:
+            keywords["optimizer_state"] = state["opt"]
+        if task.metrics_lr:
+            keywords["lr"] = lr
+        if task.metric_carry is not None:
+            keywords["carry"] = state["metric_carry"]
+        out = task.metrics(state["params"], state["initial"], state.get("reference"), data, **keywords)
+        return out if task.metric_carry is not None else (out, None)
 
 
 # XLA:CPU with several host devices (--xla_force_host_platform_device_count) deadlocks now and
@@ -312,8 +328,9 @@ def run_batch(
         first = sharding.runs_axis.mesh.devices.flat[0]
         data_one = jax.device_put(data, first)
 
-        def record_metrics(state, _data):
-            return compiled.record(jax.device_put(state, first), data_one)
+        def record_metrics(state, lrs, _data):
+            values, carry = compiled.record(*jax.device_put((state, lrs), first), data_one)
+            return values, (None if carry is None else jax.device_put(carry, sharding.runs_axis))
     with _exclusive_on_cpu(data):
         state = jax.block_until_ready(init(keys, scales, data))
     n_runs = len(seeds)
@@ -325,11 +342,15 @@ def run_batch(
 
     def record(steps: np.ndarray, only: np.ndarray) -> None:
         # A run that stops right at a step already recorded keeps its one row for that step.
+        nonlocal state
         index = np.flatnonzero(only & (steps != last_recorded))
         if index.size == 0:
             return
         with _exclusive_on_cpu(data):
-            values = jax.device_get(record_metrics(state, data))
+            values, carry = record_metrics(state, lrs, data)
+            values = jax.device_get(values)
+        if carry is not None:  # every run's carry moves on (a stopped run's just converges further)
+            state = dict(state, metric_carry=carry)
         last_recorded[index] = steps[index]
         rows["run"].extend(index.tolist())
         rows["step"].extend(steps[index].tolist())

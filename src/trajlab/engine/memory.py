@@ -55,10 +55,11 @@ BYTES_PER_RECORDED_VALUE = 64
 BYTES_PER_SCHEDULE_STEP = 48
 #: Metrics whose columns number train.top_k (vectors of singular values, components, eigenvalues).
 TOP_K_METRICS = ("singular_values", "target_mode_strengths", "component_norms", "hessian_eigenvalues",
-                 "leaf_singular_values", "local_component_norms", "edge_eigenvalues")
+                 "leaf_singular_values", "local_component_norms", "edge_eigenvalues",
+                 "edge_tracking")
 CURVATURE_METRICS = ("sharpness", "hessian_eigenvalues", "hessian_density", "gauss_newton_sharpness",
                      "preconditioned_sharpness", "r_med",
-                     "leaf_sharpness", "edge_eigenvalues")
+                     "leaf_sharpness", "edge_eigenvalues", "edge_tracking")
 #: Integer fields of the shared sections that size a run (the others are not memory).
 _TRAIN_SIZE_FIELDS = ("max_steps", "record_points", "record_every", "top_k", "lanczos_iterations", "hutchinson_probes")
 
@@ -304,6 +305,8 @@ def estimate(config: RunConfig, runs: int = 1, *, parameters: int | None | bool 
     if any(m in CURVATURE_METRICS for m in config.metrics):
         copies += config.train.lanczos_iterations + 3
         working += own  # Hessian-vector products: a gradient of the gradient
+    if "edge_tracking" in config.metrics:
+        copies += config.train.top_k  # the carried Ritz vectors (warm start of the next recording)
     if "hessian_trace" in config.metrics or "hessian_trace_suite" in config.metrics:
         copies += 3
         working += own

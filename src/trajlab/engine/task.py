@@ -11,7 +11,11 @@ metric stay those of the model alone.
 
 Metrics see the run's optimizer state as ``ctx.optimizer_state`` (the Task passes it to ``metrics``
 as the keyword ``optimizer_state``); for a run carrying its linearization, the model's part of the
-state kept by ``separately(...)``.
+state kept by ``separately(...)``. They see the run's own step size as ``ctx.lr`` (a traced scalar:
+lr is a batched field, while ``ctx.config.optimizer.lr`` is the batch representative's). A
+:class:`~trajlab.metrics.generic.CarriedMetric` carries state from one recording point to the next
+(e.g. eigenvectors that warm-start the next eigensolve): the Task keeps ``{name: carry}`` per run
+(``Task.metric_carry``) and hands each carried metric its own entry.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from trajlab.engine.loop import CompiledTask, Task, run_batch
 from trajlab.engine.schedule import recording_steps
 from trajlab.errors import ConfigError, PluginError
 from trajlab.metrics.adaptive import check_preconditioned
+from trajlab.metrics.carried import CarriedMetric
 from trajlab.metrics.generic import GENERIC_METRIC_FUNCTIONS, MetricContext
 from trajlab.metrics.linearization import LinearizationState, paired_init, paired_loss, separately
 from trajlab.metrics.registry import evaluate_metrics, resolve_metrics
@@ -110,25 +115,41 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
             object.__setattr__(ctx, "output_loss", parts.output_loss)
         return ctx
 
-    def with_state(ctx, optimizer_state):
-        if optimizer_state is not None:
-            try:
-                object.__setattr__(ctx, "optimizer_state", optimizer_state)  # also a family's frozen context
-            except (AttributeError, TypeError):  # a context without attributes (e.g. a tuple): not offered
-                pass
+    def with_state(ctx, optimizer_state, lr=None, carry=None):
+        """The engine's per-run extras on the context: optimizer state, step size, metric carry."""
+        for name, value in (("optimizer_state", optimizer_state), ("lr", lr), ("carry", carry)):
+            if value is not None:
+                try:
+                    object.__setattr__(ctx, name, value)  # also a family's frozen context
+                except (AttributeError, TypeError):  # a context without attributes (e.g. a tuple): not offered
+                    pass
         return ctx
 
-    def metrics(params, initial, reference, data, optimizer_state=None):
+    # A carried metric keeps its state under the name it is recorded by.
+    functions = {name: dataclasses.replace(fn, key=name) if isinstance(fn, CarriedMetric) else fn
+                 for name, fn in functions.items()}
+    carry_inits = {name: fn.init for name, fn in functions.items() if isinstance(fn, CarriedMetric)}
+
+    def metric_carry(params, data):
+        """{metric name: its carry at init} for the metrics that carry state between recordings."""
+        params = params["model"] if linearized else params
+        ctx = with_outputs(context(params, params, None, data))
+        return {name: init(ctx) for name, init in carry_inits.items()}
+
+    def metrics(params, initial, reference, data, optimizer_state=None, lr=None, carry=None):
+        carry = None if carry is None else dict(carry)  # the metrics replace their entries in it
         if not linearized:
-            ctx = with_state(with_outputs(context(params, initial, reference, data)), optimizer_state)
-            return evaluate_metrics(functions, ctx, family.columns)
+            ctx = with_state(with_outputs(context(params, initial, reference, data)), optimizer_state, lr, carry)
+            values = evaluate_metrics(functions, ctx, family.columns)
+            return values if carry is None else (values, carry)
         state = LinearizationState(params["linear"], params["anchor"], parts.predict, parts.output_loss, data)
         reference = None if reference is None else reference["model"]
         ctx = with_outputs(context(params["model"], initial["model"], reference, data))
         object.__setattr__(ctx, "linearization", state)
         # separately(...) keeps one state per part: the metrics see the model's own.
         model_state = optimizer_state["model"] if isinstance(optimizer_state, dict) else optimizer_state
-        return evaluate_metrics(functions, with_state(ctx, model_state), family.columns)
+        values = evaluate_metrics(functions, with_state(ctx, model_state, lr, carry), family.columns)
+        return values if carry is None else (values, carry)
 
     def final_metrics(params, data):
         if linearized:
@@ -153,6 +174,8 @@ def build_task(config: RunConfig, extra_metrics: dict | None = None) -> Task:
         final_metrics=final_metrics if final_names else None,
         minibatch=parts.minibatch if config.optimizer.batch_size > 0 else None,
         metrics_optimizer_state=True,
+        metrics_lr=True,
+        metric_carry=metric_carry if carry_inits else None,
     )
 
 
@@ -213,7 +236,10 @@ def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
         raise PluginError(f"family {name!r}: loss(params, data) must return a scalar, got shape {getattr(loss, 'shape', loss)}")
     def metrics_of(p):
         state = task.optimizer.init(p) if task.optimizer is not None else ()
-        return task.metrics(p, p, p, data, optimizer_state=state)
+        lr = jnp.asarray(config.optimizer.lr, dtype)
+        if task.metric_carry is None:
+            return task.metrics(p, p, p, data, optimizer_state=state, lr=lr)
+        return task.metrics(p, p, p, data, optimizer_state=state, lr=lr, carry=task.metric_carry(p, data))[0]
 
     values = trace("a metric", metrics_of, params)
     for column, value in values.items():

@@ -54,15 +54,24 @@ against; until then a family can list these functions in its own ``metrics``):
 - ``edge_eigenvalues`` -> ``edge_eig_0..edge_eig_{k-1}``, k = min(``train.top_k``,
   ``train.lanczos_iterations``): the top-k Hessian eigenvalues (Lanczos, start key 0: the same
   computation as ``hessian_eigenvalues``, shared when both are recorded; NaN-padded when the
-  model has fewer than k parameters). The *count* of eigenvalues above the edge-of-stability
-  threshold 1.5 / lr (centralflows' default for the eigenvalues it tracks, as issue 14 states it;
-  Cohen et al., ICLR 2025; I did not read their code) is not a trajectory column: a metric sees the
-  batch's static config only (``optimizer.lr`` is a batched field, traced per run by the engine's
-  step and not passed to the metrics; ``ctx.config.optimizer.lr`` is the first run's of the batch),
-  so the count is computed afterwards from the stored eigenvalues and each run's lr by
-  :func:`edge_counts`: exact while fewer than k eigenvalues are above the threshold and the Ritz
-  values have converged (a count of k means "at least k"; Ritz values interlace, the j-th is at
+  model has fewer than k parameters). :func:`edge_counts` counts, after the run, the stored ones
+  above the edge-of-stability threshold 1.5 / lr (centralflows' default for the eigenvalues it
+  tracks, as issue 14 states it; Cohen et al., ICLR 2025) with each run's lr; ``edge_tracking``
+  below records that count as a column. Exact while fewer than k eigenvalues are above the
+  threshold and the Ritz values have converged (a count of k means "at least k"; Ritz values interlace, the j-th is at
   most the j-th eigenvalue, so an unconverged count is a lower bound).
+- ``edge_tracking`` -> ``track_eig_0..track_eig_{k-1}`` and ``edge_count``: the top-k Hessian
+  eigenpairs *tracked along the trajectory*, each recording warm-started from the previous
+  recording's Ritz vectors (a :class:`~trajlab.metrics.carried.CarriedMetric`; the first recording
+  starts from a Gaussian block, key 0), by one block Krylov Rayleigh-Ritz step
+  (:func:`block_krylov_eigenpairs`: q = max(1, min(lanczos_iterations // k, n // k)) blocks of k
+  Hessian-vector products, the same budget as the cold Lanczos of ``edge_eigenvalues``), as
+  centralflows tracks its eigenvectors with warm-started LOBPCG (Cohen et al., ICLR 2025; their
+  solver is LOBPCG, ours the simpler block Krylov step, assumed equivalent for slowly moving
+  eigenvectors). ``edge_count`` is the number of them above :data:`EDGE_FACTOR` / lr with the run's
+  own lr (``ctx.lr``, passed by the engine; the batch representative's ``optimizer.lr`` when called
+  without an engine): a count of k means "at least k" (raise ``train.top_k``). Ritz values are
+  lower bounds of the eigenvalues (Cauchy interlacing), so an unconverged count is a lower bound.
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from trajlab.metrics.carried import CarriedMetric
 from trajlab.metrics.curvature import _flat_hvp, _orthogonalize
 
 #: Width of the linear region of the density grid's coordinate u = asinh(lambda / s).
@@ -131,6 +141,49 @@ def flat_lanczos_eigenpairs(product, n: int, dtype, key, k: int, iterations: int
     values, vectors = jnp.linalg.eigh(_tridiagonal(alpha, beta))
     order = jnp.argsort(-values)[:k]
     return values[order], vectors[:, order].T @ basis[:m]
+
+
+def _orthogonal_to(z, basis):
+    """z (n, b) minus its projection on the orthonormal columns of ``basis`` (n, c), twice."""
+    z = z - basis @ (basis.T @ z)
+    return z - basis @ (basis.T @ z)
+
+
+def block_krylov_eigenpairs(product, n: int, dtype, start, key, k: int, products: int):
+    """Top-k Ritz pairs (values (k,) descending, vectors (k, n) orthonormal rows) of the symmetric
+    operator ``product`` on R^n from the block Krylov space span[X, H X, ..., H^(q-1) X], X = the
+    rows of ``start`` (k, n) (a warm start: the previous Ritz vectors), q = max(1, min(products // k,
+    n // k)) blocks, q k products (Rayleigh-Ritz: Golub & Van Loan, Matrix Computations, Sec. 10.3;
+    "block Lanczos" without the three-term recursion, every block orthogonalized twice against all
+    earlier ones). A block that has (nearly) left the space (an invariant subspace) is refilled by a
+    Gaussian draw of relative size sqrt(eps), which moves the Ritz values by O(eps). Exact (to
+    rounding) when q k = n, or when the rows of ``start`` span an invariant subspace that holds the
+    top k eigenvectors.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, n = {n}], got {k}")
+    blocks = max(1, min(int(products) // k, n // k))
+    apply = jax.vmap(product, in_axes=1, out_axes=1)
+    noise = jax.random.normal(key, (blocks, n, k), dtype)
+    small = jnp.sqrt(jnp.finfo(dtype).eps)
+    q, _ = jnp.linalg.qr(jnp.asarray(start, dtype).T)
+    basis, images = [q], []
+    for j in range(1, blocks):
+        image = apply(basis[-1])
+        images.append(image)
+        everything = jnp.concatenate(basis, axis=1)
+        z = _orthogonal_to(image, everything)
+        size = jnp.maximum(jnp.max(jnp.linalg.norm(image, axis=0)), jnp.finfo(dtype).tiny)
+        z = z + small * size * noise[j] / n**0.5
+        q, _ = jnp.linalg.qr(_orthogonal_to(z, everything))
+        q, _ = jnp.linalg.qr(_orthogonal_to(q, everything))
+        basis.append(q)
+    images.append(apply(basis[-1]))
+    basis, images = jnp.concatenate(basis, axis=1), jnp.concatenate(images, axis=1)
+    projected = basis.T @ images
+    values, vectors = jnp.linalg.eigh(0.5 * (projected + projected.T))
+    order = jnp.argsort(-values)[:k]
+    return values[order], (basis @ vectors[:, order]).T
 
 
 def lanczos_eigenpairs(loss_fn, params, key, k: int = 1, iterations: int = 20, start=None):
@@ -389,6 +442,38 @@ def gauss_newton_metric(ctx):
     return {"gauss_newton_sharpness": value}
 
 
+def _tracking_size(ctx) -> tuple[int, int, int]:
+    """(k columns, k solved = min(k, n), Hessian-vector products) of ``edge_tracking``."""
+    iterations = _train(ctx, "lanczos_iterations", 20)
+    k = min(_train(ctx, "top_k", 10), iterations)
+    n = ravel_pytree(ctx.params)[0].shape[0]
+    return k, min(k, n), iterations
+
+
+def _tracking_start(params, k_solved: int):
+    flat = ravel_pytree(params)[0]
+    return jax.random.normal(jax.random.PRNGKey(0), (k_solved, flat.shape[0]), flat.dtype)
+
+
+def edge_tracking_compute(ctx, previous):
+    """``edge_tracking`` (see the module docstring): ({track_eig_<j>, edge_count}, Ritz vectors)."""
+    k, solved, products = _tracking_size(ctx)
+    product, n, dtype = _flat_hvp(_bound_loss(ctx), ctx.params)
+    start = _tracking_start(ctx.params, solved) if previous is None else previous
+    values, vectors = block_krylov_eigenpairs(product, n, dtype, start, jax.random.PRNGKey(1), solved, products)
+    lr = ctx.lr if getattr(ctx, "lr", None) is not None else getattr(getattr(ctx.config, "optimizer", None), "lr", jnp.nan)
+    threshold = EDGE_FACTOR / jnp.asarray(lr, dtype)
+    out = {f"track_eig_{j}": values[j] if j < solved else jnp.asarray(jnp.nan, dtype) for j in range(k)}
+    out["edge_count"] = jnp.sum(values > threshold).astype(dtype)
+    return out, jax.lax.stop_gradient(vectors)
+
+
+def edge_tracking_init(ctx):
+    """The carry of ``edge_tracking`` at init: a Gaussian block (k, n), key 0."""
+    _, solved, _ = _tracking_size(ctx)
+    return _tracking_start(ctx.params, solved)
+
+
 #: The suite's generic metrics (registered in :mod:`trajlab.metrics.generic`).
 CURVATURE_SUITE_METRICS = {
     "hessian_density": density_metric,
@@ -396,6 +481,7 @@ CURVATURE_SUITE_METRICS = {
     "gauss_newton_sharpness": gauss_newton_metric,
     "leaf_sharpness": leaf_sharpness_metric,
     "edge_eigenvalues": edge_eigenvalues_metric,
+    "edge_tracking": CarriedMetric(edge_tracking_compute, edge_tracking_init),
 }
 #: Column prefix of the vector metric.
 CURVATURE_SUITE_COLUMNS = {"hessian_density": "hdens"}
@@ -406,6 +492,7 @@ __all__ = [
     "DENSITY_GRID",
     "DENSITY_SCALE",
     "EDGE_FACTOR",
+    "block_krylov_eigenpairs",
     "dense_eigenpairs",
     "edge_counts",
     "flat_lanczos_eigenpairs",

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from trajlab.metrics.balancedness import distance_from_init
+from trajlab.metrics.carried import CarriedMetric
 from trajlab.metrics.curvature import hutchinson_trace, lanczos_top_eigenvalues
 from trajlab.metrics.linearization import linearization_metric, relative_weight_change
 from trajlab.metrics.spectral import effective_rank, singular_values, top_singular_values
@@ -75,6 +76,12 @@ class MetricContext:
     #: metrics (every run the engine builds from a config); a class attribute like ``linearization``.
     #: None where no engine set it (gradient flow has the empty state ``()``).
     optimizer_state = None
+    #: The run's own step size (a traced scalar; lr is batched, ``config.optimizer.lr`` is the batch
+    #: representative's), set by the engine; None elsewhere.
+    lr = None
+    #: ``{metric name: carried state}`` of the :class:`CarriedMetric` s recorded, set by the engine;
+    #: None elsewhere (a carried metric then starts cold).
+    carry = None
 
     @property
     def initial_params(self):
