@@ -44,6 +44,51 @@ class BaselineJob:
     compute: Callable[[], dict[str, Any]]
 
 
+#: Compute a sweep's baselines in a thread while its runs execute (False: after the runs, in order).
+BASELINES_BESIDE_RUNS = True
+
+
+class BackgroundJobs:
+    """Baseline jobs computed one after another in a daemon thread (so an interrupted sweep does not
+    wait for a solve to finish; a baseline not stored is computed again when the sweep resumes).
+    :meth:`results` yields ``(job, get)`` in order, ``get()`` returning the job's columns or raising
+    its error."""
+
+    def __init__(self, jobs: list[BaselineJob]):
+        import threading
+
+        self._jobs = list(jobs)
+        self._done = [threading.Event() for _ in self._jobs]
+        self._outcome: list[tuple[bool, Any]] = [(False, None)] * len(self._jobs)
+        self._stop = threading.Event()
+        threading.Thread(target=self._work, name="trajlab-baselines", daemon=True).start()
+
+    def _work(self) -> None:
+        for index, job in enumerate(self._jobs):
+            if self._stop.is_set():
+                return
+            try:
+                self._outcome[index] = (True, job.compute())
+            except BaseException as error:  # handed to the caller of results()
+                self._outcome[index] = (False, error)
+            self._done[index].set()
+
+    def abandon(self) -> None:
+        """No further job starts (the one running finishes in its daemon thread)."""
+        self._stop.set()
+
+    def results(self):
+        for index, job in enumerate(self._jobs):
+            def get(index=index):
+                self._done[index].wait()
+                ok, value = self._outcome[index]
+                if not ok:
+                    raise value
+                return value
+
+            yield job, get
+
+
 def baseline_id(name: str, key: dict) -> str:
     """Stable id of a baseline: hash of its name and identifying fields (sorted JSON)."""
     text = f"{name}:{json.dumps(key, sort_keys=True, default=str)}"
@@ -321,18 +366,27 @@ def run_sweep(
 
         for batch in batches:  # the family's own metrics; extra_metrics are traced by the workers only
             check_family(batch[0])
+    jobs = [job for job in baselines if job.baseline_id not in finished_baselines]
     try:
         with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
+            # The baselines (cvxpy solves, on the host) are computed in a thread beside the runs,
+            # so a second core is busy while the runs' compiled loops hold the first.
+            # Not with several local devices: XLA:CPU ran one device's computations at a time there.
+            beside = (BackgroundJobs(jobs) if jobs and batches and BASELINES_BESIDE_RUNS
+                      and jax.local_device_count() == 1 else None)
             if batches:
                 executor.start()
-                _run_batches(store, batches, extra_metrics, executor, progress)
+                try:
+                    _run_batches(store, batches, extra_metrics, executor, progress)
+                except BaseException:
+                    if beside is not None:
+                        beside.abandon()
+                    raise
             else:
                 store.consolidate()  # batch files left by an interrupted coordinator
-            for job in baselines:
-                if job.baseline_id in finished_baselines:
-                    continue
+            for job, result in (beside.results() if beside is not None else ((job, None) for job in jobs)):
                 progress.message(f"baseline {job.columns.get('baseline', '')} {job.baseline_id}")
-                row = {**job.columns, "baseline_id": job.baseline_id, **job.compute()}
+                row = {**job.columns, "baseline_id": job.baseline_id, **(result() if result else job.compute())}
                 store.append_baselines(pd.DataFrame([row]))
     finally:
         if owned:
