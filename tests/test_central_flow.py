@@ -180,7 +180,26 @@ def test_quick_preset_claims_hold(quick):
         assert math.isclose(history["gd_loss"][0], float(run["train_loss"].iloc[0]), rel_tol=1e-5)
         assert history["step"] == run["step"].tolist()
     checks = check_claims(get_preset("central-flow").claims, quick)
-    assert [c.holds for c in checks] == [True, True, True], [c.measured for c in checks]
+    assert [c.holds for c in checks] == [True, True, True, True], [c.measured for c in checks]
+
+
+def test_quick_rmsprop_row_starts_at_the_runs_init(quick):
+    """The scalar-RMSProp comparison (claim 4) sits beside the deep linear run only; its float64 re-run
+    starts at the engine run's (float32) initial loss, on the run's recording steps, and its central
+    flow starts from RMSProp's nu_0."""
+    from trajlab.presets.central_flow import RMSPROP_BETA2, RMSPROP_LR
+
+    rows = quick.baselines[quick.baselines["baseline"] == "central_flow_rmsprop"]
+    assert len(rows) == 1 and rows["model.kind"].iloc[0] == "deep_linear"
+    row = rows.iloc[0]
+    history = json.loads(row["history"])
+    run = quick.trajectories[quick.trajectories["run_id"] == row["run_id"]].sort_values("step")
+    assert math.isclose(history["rms_loss"][0], float(run["train_loss"].iloc[0]), rel_tol=1e-5)
+    assert history["step"] == run["step"].tolist()
+    assert math.isclose(history["t"][1], history["step"][1] * RMSPROP_LR)
+    assert float(row["beta2"]) == RMSPROP_BETA2
+    assert math.isclose(history["cf_nu"][0], history["rms_nu"][0], rel_tol=1e-12)
+    assert np.all(np.isfinite(history["cf_predicted_loss"]))
 
 
 def test_flows_figure_draws(quick):
@@ -191,3 +210,4 @@ def test_flows_figure_draws(quick):
 
     figures = central_flow_figures(quick)
     assert len(figures["flows"].axes) == 6
+    assert len(figures["rmsprop"].axes) == 3
