@@ -5,7 +5,10 @@ end to end, each time in a fresh process (``python -m trajlab run PRESET --quick
 folder, with the persistent compilation cache off (so each mode compiles what it needs), in three
 modes, alternating, ``repeats`` times:
 
-- ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess`` (the single-core baseline);
+- ``one device, baselines after the runs``: ``TRAJLAB_CPU_DEVICES=1 TRAJLAB_BASELINES_BESIDE=0
+  --executor inprocess``: everything one after the other on one core (the single-core baseline);
+- ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess``: the runs on one device, the
+  baselines (cvxpy) in a thread beside them (trajlab's default on a CPU);
 - ``devices per core``: ``TRAJLAB_CPU_DEVICES=auto --executor inprocess``: one host device per
   core, each batch's runs sharded over them (:mod:`trajlab.engine.devices`);
 - ``worker processes``: ``TRAJLAB_CPU_DEVICES=1 --executor processes`` (one spawned process per
@@ -27,6 +30,8 @@ import time
 from pathlib import Path
 
 MODES = {
+    "one device, baselines after the runs": ({"TRAJLAB_CPU_DEVICES": "1", "TRAJLAB_BASELINES_BESIDE": "0"},
+                                             "inprocess"),
     "one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess"),
     "devices per core": ({"TRAJLAB_CPU_DEVICES": "auto"}, "inprocess"),
     "worker processes": ({"TRAJLAB_CPU_DEVICES": "1"}, "processes"),
@@ -35,7 +40,8 @@ MODES = {
 
 def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> float:
     env_updates, executor = MODES[mode]
-    env = {k: v for k, v in os.environ.items() if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR", "TRAJLAB_BASELINES_BESIDE")}
     env.update(env_updates, TRAJLAB_COMPILATION_CACHE="0")
     command = [sys.executable, "-m", "trajlab", "run", preset, "--quick", "--no-progress", "--no-figures",
                "--out", str(folder), "--executor", executor, *extra]
@@ -48,7 +54,7 @@ def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> fl
 
 
 def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: list[str] = (), console=None) -> dict:
-    """Wall times per mode (see the module docstring) and the speed-ups over one device."""
+    """Wall times per mode (see the module docstring) and the speed-ups over the first (everything on one core)."""
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as root:
         for repeat in range(repeats):
@@ -58,7 +64,7 @@ def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: lis
                 if console is not None:
                     console.print(f"{preset} --quick, {mode}: {wall:.1f} s", highlight=False)
     medians = {mode: statistics.median(values) for mode, values in times.items()}
-    base = medians["one device"]
+    base = medians["one device, baselines after the runs"]
     result = dict(preset=preset, cores=os.cpu_count(), times=times, medians=medians,
                   speedup={mode: base / value for mode, value in medians.items()})
     if console is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import time
@@ -44,8 +45,9 @@ class BaselineJob:
     compute: Callable[[], dict[str, Any]]
 
 
-#: Compute a sweep's baselines in a thread while its runs execute (False: after the runs, in order).
-BASELINES_BESIDE_RUNS = True
+#: Compute a sweep's baselines in a thread while its runs execute (False: after the runs, in order;
+#: environment: TRAJLAB_BASELINES_BESIDE=0).
+BASELINES_BESIDE_RUNS = os.environ.get("TRAJLAB_BASELINES_BESIDE", "1") != "0"
 
 
 class BackgroundJobs:
