@@ -116,3 +116,22 @@ def test_the_engine_carries_the_ritz_vectors_and_passes_each_runs_lr(tmp_path):
     assert (counts <= expected).all()  # Ritz values are lower bounds: so is the count
     np.testing.assert_array_equal(counts[late], expected[late])  # converged: the count is exact
     assert expected[late & slow].max() == 0 and expected[late & fast].max() >= 1  # each run's own lr
+
+
+def test_a_users_carried_metric_counts_its_recordings_per_run(tmp_path):
+    """A CarriedMetric passed as a user metric: its state (a counter) is kept per run and moves on at
+    every recording point; called without an engine it starts cold."""
+    counter = trajlab.CarriedMetric(lambda ctx, previous: (previous + 1.0, previous + 1.0),
+                                    lambda ctx: jnp.zeros((), ctx.params[0].dtype))
+    configs = [replace_dotted(RunConfig(), {"problem.m": 6, "problem.n": 6, "problem.rank": 1, "problem.observations": 20,
+                                            "model.depth": 2, "train.max_steps": steps, "train.record": "linear",
+                                            "train.record_every": 5, "train.tol": 0.0, "metrics": ["train_loss"]})
+               for steps in (20, 40)]
+    data = trajlab.run(configs, out=tmp_path / "counter", max_batch=2, extra_metrics={"recordings": counter})
+    for _, run in data.trajectories.groupby("run_id"):
+        run = run.sort_values("step")
+        # one recording at step 0 and one every 5 steps: the k-th row is the counter's k-th call
+        np.testing.assert_array_equal(run["recordings"].to_numpy(), np.arange(1, len(run) + 1))
+        assert len(run) == run["step"].max() // 5 + 1
+    with pytest.raises(TypeError):  # no engine: previous is None, and None + 1 fails: it did start cold
+        counter(MetricContext([jnp.zeros((2, 2))], None, None, None))
