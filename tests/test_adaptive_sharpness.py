@@ -19,21 +19,16 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import pytest  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import OptimizerConfig, RunConfig, replace_dotted  # noqa: E402
 from trajlab.engine.task import build_task, check_family, run_configs  # noqa: E402
 from trajlab.metrics.adaptive import hessian_diagonal, preconditioner, r_med  # noqa: E402
 from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.problems import make_data  # noqa: E402
+from helpers import invoke, run_quick  # noqa: E402
 
 PRESET = get_preset("adaptive-sharpness")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def tiny_config(**updates) -> RunConfig:
@@ -168,10 +163,7 @@ def test_unsupported_optimizer_is_one_line_config_error():
 def quick_sweep(tmp_path_factory):
     from trajlab.store import load
 
-    out = tmp_path_factory.mktemp("adaptive-sharpness") / "quick"
-    result = invoke("run", "adaptive-sharpness", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output
-    return load(out)
+    return load(run_quick(tmp_path_factory, "adaptive-sharpness"))
 
 
 def test_quick_claims(quick_sweep):

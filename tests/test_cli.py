@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from trajlab import cli
 from trajlab.config import RunConfig
+from helpers import invoke
 
 TRAJLAB = str(Path(sys.executable).with_name("trajlab"))
 M, N, RANK, OBS = 8, 6, 2, 30
@@ -68,10 +68,6 @@ def wide_console():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli.console, "width", 300)
         yield
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def _snapshot(folder: Path) -> dict:
@@ -472,7 +468,6 @@ def test_console_script_report_of_a_missing_folder(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0], proc.stderr
     assert not missing.exists()
-
 
 
 def test_report_of_the_completion_sweep(completion, tmp_path):

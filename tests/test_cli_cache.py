@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 
-from typer.testing import CliRunner
 
-from trajlab import cli, cli_cache
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from trajlab import cli_cache
+from helpers import invoke
 
 
 def test_cached_output_equals_the_fresh_output_and_is_reused(tmp_path, monkeypatch):

@@ -20,9 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.errors import ConfigError  # noqa: E402
 from trajlab.families.commuting_problems import (  # noqa: E402
@@ -43,13 +41,10 @@ from trajlab.presets.commuting import (  # noqa: E402
 from trajlab.problems import loss_function, make_data  # noqa: E402
 from trajlab.registry import get_family  # noqa: E402
 from trajlab.store import load  # noqa: E402
+from helpers import invoke  # noqa: E402
 
 CERTIFIED = dict(dim=8, instance="certified", observations=4, rank=2, seed=3)
 FACE = dict(dim=6, instance="symmetric_face", observations=5, rank=6, seed=0)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def section(**fields):

@@ -16,9 +16,7 @@ import math  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.families.deep_linear_inits import balanced_layers, unbalance  # noqa: E402
 from trajlab.models.deep_linear import balanced_from_end_to_end, end_to_end  # noqa: E402
@@ -33,10 +31,7 @@ from trajlab.presets.convergence_conditions import (  # noqa: E402
 )
 from trajlab.problems.regression import make_whitened  # noqa: E402
 from trajlab.store import load  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _shapes(m, n, depth, width):
@@ -159,10 +154,7 @@ def test_imbalance_needs_two_layers():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("convergence-conditions") / "quick"
-    result = invoke("run", "convergence-conditions", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "convergence-conditions"))
 
 
 def _trajectory(data, run_id):

@@ -14,17 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.families.dropout_factorization import dropout_lambda, dropout_optimum, expected_loss
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick
 
 
 def _dropout_loss(y, mask, u, v, keep, theta):
@@ -97,10 +92,7 @@ def test_global_optimum_against_lbfgs_on_the_factorization():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dropout") / "dropout-factorization"
-    result = invoke("run", "dropout-factorization", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "dropout-factorization"))
 
 
 def test_quick_preset_claims_hold(quick):

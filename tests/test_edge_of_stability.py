@@ -12,18 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.presets.edge_of_stability import stability_table
+from helpers import invoke
 
 PRESET = get_preset("edge-of-stability")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def test_grid():

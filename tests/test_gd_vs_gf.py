@@ -13,18 +13,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.presets.gd_vs_gf import distance_table, step_size_slopes
+from helpers import invoke
 
 PRESET = get_preset("gd-vs-gf")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 # --- the grid -----------------------------------------------------------------------------------

@@ -11,17 +11,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.baselines.meta_algorithm import completion_dual_bound, meta_algorithm_matrix, relu_polar
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke
 
 
 def test_meta_algorithm_on_full_observations_matches_singular_value_thresholding():

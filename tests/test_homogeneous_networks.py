@@ -15,29 +15,21 @@ import math  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.families import homogeneous as H  # noqa: E402
 from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.store import load  # noqa: E402
+from helpers import invoke, run_quick  # noqa: E402
 
 
 objective = jax.jit(H.objective, static_argnames=("activation", "kind"))
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("homogeneous") / "quick"
-    result = invoke("run", "homogeneous-networks", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output
-    return load(out)
+    return load(run_quick(tmp_path_factory, "homogeneous-networks"))
 
 
 def test_polar_search_reaches_a_dense_scan_for_two_layer_units():

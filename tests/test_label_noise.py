@@ -15,9 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.families.diagonal_networks import (  # noqa: E402
     half_mean_squared_loss,
@@ -29,10 +27,7 @@ from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.registry import get_family  # noqa: E402
 from trajlab.store import load  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _error_line(result) -> str:
@@ -184,10 +179,7 @@ def test_preset_ties_the_batch_to_n_and_keeps_one_gd_seed():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("label-noise") / "quick"
-    result = invoke("run", "label-noise", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return load(out)
+    return load(run_quick(tmp_path_factory, "label-noise"))
 
 
 def test_quick_claims_hold(quick):

@@ -24,10 +24,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 from scipy.stats import linregress  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 import trajlab  # noqa: E402
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.engine.task import run_configs  # noqa: E402
 from trajlab.families.ntk_networks import (  # noqa: E402
@@ -42,10 +40,7 @@ from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.presets.lazy_rich import alpha_figure, lazy_rich_figures, slope, width_figure  # noqa: E402
 from trajlab.problems.registry import make_data  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _jacobian_ntk(hidden, signs, x1, x2, train_output):
@@ -175,10 +170,7 @@ def test_bad_fields_are_one_line_errors(assignment, field, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lazy-rich") / "quick"
-    result = invoke("run", "lazy-rich", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return trajlab.load(out)
+    return trajlab.load(run_quick(tmp_path_factory, "lazy-rich"))
 
 
 def test_quick_preset_claims_hold(quick):

@@ -12,18 +12,13 @@ import math
 
 import numpy as np
 import pandas as pd
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.presets.max_margin import PAPER_LR, PROBLEM, angle_decay_fit, paper_step_size
 from trajlab.problems.registry import make_network_problem
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke
 
 
 def test_paper_step_is_s_over_sigma_max_and_reproduces_the_sum_loss_iterates():

@@ -7,16 +7,11 @@ the 100-unit student ends far lower than the 50-unit one (medians over seeds).
 from __future__ import annotations
 
 import numpy as np
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke
 
 
 def test_full_grid_is_two_widths_five_seeds_sgd():

@@ -15,9 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.families.random_labels import mean_squared_error, predict, random_labels  # noqa: E402
 from trajlab.presets import get_preset  # noqa: E402
@@ -25,10 +23,7 @@ from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.presets.overparam_threshold import crossing_width  # noqa: E402
 from trajlab.registry import get_family  # noqa: E402
 from trajlab.store import load  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _error_line(result) -> str:
@@ -98,10 +93,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, setting, field):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("overparam-threshold") / "quick"
-    result = invoke("run", "overparam-threshold", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return load(out)
+    return load(run_quick(tmp_path_factory, "overparam-threshold"))
 
 
 def test_quick_claim_holds(quick):

@@ -11,17 +11,12 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import quad
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.presets.random_weights import arc_cosine, iterated_cosine
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import run_quick
 
 
 @pytest.mark.parametrize("angle", [0.0, 0.3, 1.0, math.pi / 2, 2.5, math.pi])
@@ -62,10 +57,7 @@ def test_iterated_cosine_against_sampling_a_wide_two_layer_network():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("random") / "random-weights-geometry"
-    result = invoke("run", "random-weights-geometry", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "random-weights-geometry"))
 
 
 def test_quick_preset_claims_hold(quick):

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from trajlab import cli
+from helpers import invoke
 
 TINY = [
     "--set", "problem.m=8", "--set", "problem.n=6", "--set", "problem.rank=2",
@@ -29,10 +29,6 @@ TINY = [
     "--set", "model.scale=0.1", "--set", "optimizer.lr=0.01", "--set", "model.depth=1",
 ]
 ROOT = os.geteuid() == 0
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def error_line(result) -> str:

@@ -28,10 +28,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 import trajlab
-from trajlab import cli, registry
+from trajlab import registry
 from trajlab.config import (
     MAX_RECORD_POINTS,
     FlowConfig,
@@ -50,6 +49,7 @@ from trajlab.engine.schedule import linear_schedule, log_schedule, recording_ste
 from trajlab.errors import ConfigError, PluginError, TrajlabError
 from trajlab.problems import load_csv
 from trajlab.sweep import run_sweep
+from helpers import invoke
 
 GIB = 2**30
 #: The machine these tests pretend to run on: 4 GiB free, so the outcome does not depend on the host.
@@ -67,10 +67,6 @@ def one_line(error: BaseException) -> str:
 def small_machine(monkeypatch):
     monkeypatch.setattr(memory, "available_memory", lambda: SMALL_MACHINE)
     monkeypatch.delenv("TRAJLAB_MEMORY_CHECK", raising=False)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def error_line(result) -> str:

@@ -19,19 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import NOT_MEASURED, check_claims
 from trajlab.presets.preset import Claim
 from trajlab.report import ClaimCheck, IndexEntry, claims_summary, dataframe_html, index_page, report_page
+from helpers import invoke
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def _error_line(result) -> str:

@@ -11,25 +11,17 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.families import residual as R  # noqa: E402
 from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.store import load  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("resnet") / "quick"
-    result = invoke("run", "resnet-conditioning", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output
-    return load(out)
+    return load(run_quick(tmp_path_factory, "resnet-conditioning"))
 
 
 @pytest.mark.parametrize("residual", [True, False])

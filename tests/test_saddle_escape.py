@@ -23,20 +23,15 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 import trajlab  # noqa: E402
-from trajlab import cli  # noqa: E402
 from trajlab.config import ModelConfig, OptimizerConfig, ProblemConfig, RunConfig, TrainConfig  # noqa: E402
 from trajlab.engine.task import run_configs  # noqa: E402
 from trajlab.families.ntk_networks import psd_target_data, saddle_loss  # noqa: E402
 from trajlab.presets import get_preset  # noqa: E402
 from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.presets.saddle_escape import escape_figure, escape_step, predicted_slope, saddle_figures  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _config(**model):
@@ -118,10 +113,7 @@ def test_bad_fields_are_one_line_errors(assignment, field, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("saddle-escape") / "quick"
-    result = invoke("run", "saddle-escape", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return trajlab.load(out)
+    return trajlab.load(run_quick(tmp_path_factory, "saddle-escape"))
 
 
 def test_quick_preset_claims_hold(quick):

@@ -11,9 +11,7 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
@@ -26,10 +24,7 @@ from trajlab.theory.depth_modes import (
     mode_velocity,
     origin_directional_derivative,
 )
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import run_quick
 
 
 def _ode_escape_time(u0, s, depth, level=0.5):
@@ -140,10 +135,7 @@ def test_origin_directional_derivative_matches_polynomial_interpolation(depth):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("saddle") / "saddle-order"
-    result = invoke("run", "saddle-order", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "saddle-order"))
 
 
 def test_quick_claims_hold(quick):

@@ -10,9 +10,7 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
@@ -22,10 +20,7 @@ from trajlab.theory.depth_modes import (
     partner_bound,
     partner_singular_value,
 )
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick
 
 
 def _coupled(depth, weights, value, sigma0, t_end):
@@ -107,10 +102,7 @@ def test_problem_loss_and_diagonal_gradient_by_hand():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gaps") / "singular-gaps"
-    result = invoke("run", "singular-gaps", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "singular-gaps"))
 
 
 def test_quick_claims_hold(quick):

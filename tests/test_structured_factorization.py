@@ -12,9 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.baselines.polars import (
     convex_structured,
     polar,
@@ -26,10 +24,7 @@ from trajlab.baselines.polars import (
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick
 
 
 def _circle(points: int, norm: str, nonnegative: bool = False) -> np.ndarray:
@@ -136,10 +131,7 @@ def test_convex_problems_match_their_closed_forms_when_fully_observed(norms):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("structured") / "structured-factorization"
-    result = invoke("run", "structured-factorization", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "structured-factorization"))
 
 
 def test_quick_preset_claims_hold(quick):

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from trajlab import cli
 from trajlab.presets import get_preset
 from trajlab.presets.claims import check_claims
 from trajlab.store import load
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke
 
 
 def half_steps(trajectory, columns):

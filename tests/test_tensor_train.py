@@ -14,9 +14,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy.stats import entropy  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from trajlab import cli  # noqa: E402
 from trajlab.families.tensor_train import (  # noqa: E402
     bond_component_norms,
     core_shapes,
@@ -30,10 +28,7 @@ from trajlab.presets.claims import check_claims  # noqa: E402
 from trajlab.presets.tensor_train import bond_norms_figure  # noqa: E402
 from trajlab.problems.tensor import tensor_completion_loss  # noqa: E402
 from trajlab.store import load  # noqa: E402
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+from helpers import invoke, run_quick  # noqa: E402
 
 
 def _cores(order=4, dim=3, width=2, seed=0):
@@ -116,10 +111,7 @@ def test_bad_input_is_one_line_and_exit_2(setting, field, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tt-incremental") / "quick"
-    result = invoke("run", "tt-incremental", "--quick", "--no-progress", "--no-figures", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return load(out)
+    return load(run_quick(tmp_path_factory, "tt-incremental"))
 
 
 def test_quick_runs_fit_and_record_what_the_claims_need(quick):
