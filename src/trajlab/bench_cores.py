@@ -5,10 +5,12 @@ end to end, each time in a fresh process (``python -m trajlab run PRESET --quick
 folder, with the persistent compilation cache off (so each mode compiles what it needs), in three
 modes, alternating, ``repeats`` times:
 
-- ``one device, baselines after the runs``: ``TRAJLAB_CPU_DEVICES=1 TRAJLAB_BASELINES_BESIDE=0
-  --executor inprocess``: everything one after the other on one core (the single-core baseline);
+- ``one device, one thing at a time``: ``TRAJLAB_CPU_DEVICES=1 TRAJLAB_BASELINES_BESIDE=0
+  TRAJLAB_COMPILE_AHEAD=0 --executor inprocess``: everything one after the other on one core (the
+  single-core baseline);
 - ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess``: the runs on one device, the
-  baselines (cvxpy) in a thread beside them (trajlab's default on a CPU);
+  baselines (cvxpy) in a thread beside them and the next batch's programs compiled in another
+  (trajlab's default on a CPU);
 - ``devices per core``: ``TRAJLAB_CPU_DEVICES=auto --executor inprocess``: one host device per
   core, each batch's runs sharded over them (:mod:`trajlab.engine.devices`);
 - ``worker processes``: ``TRAJLAB_CPU_DEVICES=1 --executor processes`` (one spawned process per
@@ -30,8 +32,8 @@ import time
 from pathlib import Path
 
 MODES = {
-    "one device, baselines after the runs": ({"TRAJLAB_CPU_DEVICES": "1", "TRAJLAB_BASELINES_BESIDE": "0"},
-                                             "inprocess"),
+    "one device, one thing at a time": ({"TRAJLAB_CPU_DEVICES": "1", "TRAJLAB_BASELINES_BESIDE": "0",
+                                         "TRAJLAB_COMPILE_AHEAD": "0"}, "inprocess"),
     "one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess"),
     "devices per core": ({"TRAJLAB_CPU_DEVICES": "auto"}, "inprocess"),
     "worker processes": ({"TRAJLAB_CPU_DEVICES": "1"}, "processes"),
@@ -41,7 +43,8 @@ MODES = {
 def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> float:
     env_updates, executor = MODES[mode]
     env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR", "TRAJLAB_BASELINES_BESIDE")}
+           if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR", "TRAJLAB_BASELINES_BESIDE",
+                        "TRAJLAB_COMPILE_AHEAD")}
     env.update(env_updates, TRAJLAB_COMPILATION_CACHE="0")
     command = [sys.executable, "-m", "trajlab", "run", preset, "--quick", "--no-progress", "--no-figures",
                "--out", str(folder), "--executor", executor, *extra]
@@ -64,7 +67,7 @@ def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: lis
                 if console is not None:
                     console.print(f"{preset} --quick, {mode}: {wall:.1f} s", highlight=False)
     medians = {mode: statistics.median(values) for mode, values in times.items()}
-    base = medians["one device, baselines after the runs"]
+    base = medians["one device, one thing at a time"]
     result = dict(preset=preset, cores=os.cpu_count(), times=times, medians=medians,
                   speedup={mode: base / value for mode, value in medians.items()})
     if console is not None:

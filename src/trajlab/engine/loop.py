@@ -288,6 +288,37 @@ def _exclusive_on_cpu(data):
         yield
 
 
+def _cast_data(data, dtype):
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x),
+        data,
+    )
+
+
+def _run_inputs(seeds, scales, lrs, dtype):
+    """The batched inputs of init and advance: PRNG keys, init scales and step sizes."""
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds, np.uint32)))
+    scales = jnp.asarray(np.asarray(scales, np.float64), dtype)
+    lrs = jnp.asarray(np.asarray(lrs, np.float64), dtype)
+    return keys, scales, lrs
+
+
+def compile_ahead(compiled: CompiledTask, data, seeds, scales, lrs) -> bool:
+    """Compile the init, advance and record programs that :func:`run_batch` will call for this
+    batch, without running anything (shapes from ``jax.eval_shape``); JAX keeps the executables, so
+    the batch's own calls then find them compiled. Returns False (nothing done) for a batch whose
+    runs would be sharded over several CPU devices."""
+    if run_sharding(len(seeds)) is not None:
+        return False
+    data = _cast_data(data, compiled.task.dtype)
+    keys, scales, lrs = _run_inputs(seeds, scales, lrs, compiled.task.dtype)
+    compiled.init.lower(keys, scales, data).compile()
+    state = jax.eval_shape(compiled.init, keys, scales, data)
+    compiled.advance.lower(state, lrs, jnp.asarray(0, jnp.int32), data).compile()
+    compiled.record.lower(state, lrs, data).compile()
+    return True
+
+
 def run_batch(
     compiled: CompiledTask,
     data,
@@ -305,10 +336,7 @@ def run_batch(
     task = compiled.task
     start = time.perf_counter()
     dtype = task.dtype
-    data = jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x),
-        data,
-    )
+    data = _cast_data(data, dtype)
     runs = len(seeds)
     # On a CPU split into one device per core, the batch's run axis is sharded over the devices
     # (padded with copies of the last run, dropped below): one program, every core busy.
@@ -316,9 +344,7 @@ def run_batch(
     if sharding is not None:
         seeds, scales, lrs = (pad_runs(values, sharding.padded) for values in (seeds, scales, lrs))
         data = jax.device_put(data, sharding.replicated)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds, np.uint32)))
-    scales = jnp.asarray(np.asarray(scales, np.float64), dtype)
-    lrs = jnp.asarray(np.asarray(lrs, np.float64), dtype)
+    keys, scales, lrs = _run_inputs(seeds, scales, lrs, dtype)
     init, advance, record_metrics = compiled.init, compiled.advance, compiled.record
     if sharding is not None:
         keys, scales, lrs = jax.device_put((keys, scales, lrs), sharding.runs_axis)

@@ -270,6 +270,21 @@ def compiled_task(config: RunConfig, extra_metrics: dict | None = None) -> Compi
     return _compiled(representative, extra, bool(jax.config.jax_enable_x64))
 
 
+def compile_configs_ahead(configs: list[RunConfig], extra_metrics: dict | None = None) -> bool:
+    """Compile the programs of the batch ``configs`` (one static structure) ahead of
+    :func:`run_configs`, e.g. in a thread while the previous batch runs; nothing is run or kept but
+    JAX's compiled executables. Skipped (False) when the batch needs float64 and the process is not
+    in x64 mode yet (switching it under a running batch would change that batch's dtypes)."""
+    from trajlab.engine.loop import compile_ahead
+
+    first = configs[0]
+    if first.train.x64 and not jax.config.jax_enable_x64:
+        return False
+    return compile_ahead(compiled_task(first, extra_metrics), make_data(first.problem),
+                         [c.seed for c in configs], [c.model.scale for c in configs],
+                         [c.optimizer.lr for c in configs])
+
+
 def run_configs(configs: list[RunConfig], extra_metrics: dict | None = None, progress=None):
     """Run configs that share one static structure as one vmapped batch (see :func:`run_batch`)."""
     first = configs[0]

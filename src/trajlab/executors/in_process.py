@@ -51,6 +51,12 @@ class InProcessExecutor(Executor):
         return len(self.devices)
 
     @property
+    def compiles_ahead(self) -> bool:
+        """Batches run one at a time on one device (not sharded): the sweep may compile the next
+        batch's programs in a thread while one runs (:func:`trajlab.engine.task.compile_configs_ahead`)."""
+        return len(self.devices) == 1 and self.devices[0] is not None
+
+    @property
     def live_progress(self) -> bool:  # one progress line cannot follow batches on several devices
         return len(self.devices) == 1
 

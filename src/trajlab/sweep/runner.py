@@ -122,6 +122,47 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+#: Compile the next batch's programs in a thread while a batch runs (environment: TRAJLAB_COMPILE_AHEAD=0 turns it off).
+COMPILE_AHEAD = os.environ.get("TRAJLAB_COMPILE_AHEAD", "1") != "0"
+
+
+class CompileAhead:
+    """Compile the programs of the next batch in a thread while the current one runs, for an
+    executor that runs batches one at a time in this process on one device (its
+    ``compiles_ahead``): compilation is the largest serial part of a quick sweep after the runs'
+    loops (docs/benchmarks.md). Its errors are ignored: the batch itself reports them when it runs."""
+
+    def __init__(self, executor: Executor, extra_metrics: dict | None):
+        self._on = COMPILE_AHEAD and bool(getattr(executor, "compiles_ahead", False))
+        self._device = executor.devices[0] if self._on else None
+        self._extra = extra_metrics
+        self._thread = None
+
+    def start(self, configs: list[RunConfig]) -> None:
+        if not self._on:
+            return
+        import threading
+
+        def work():
+            import jax
+
+            from trajlab.engine.task import compile_configs_ahead
+
+            try:
+                with jax.default_device(self._device):
+                    compile_configs_ahead(configs, self._extra)
+            except Exception:  # noqa: BLE001 - the batch reports its own errors when it runs
+                pass
+
+        self._thread = threading.Thread(target=work, name="trajlab-compile-ahead", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 def _run_batches(
     store: SweepStore,
     batches: list[list[RunConfig]],
@@ -138,6 +179,7 @@ def _run_batches(
     """
     todo = deque(batches)
     in_flight: dict = {}
+    ahead = CompileAhead(executor, extra_metrics)
     failures: list[tuple[list[RunConfig], BaseException]] = []
     last_consolidation = time.monotonic()
     try:
@@ -151,6 +193,9 @@ def _run_batches(
                     registry.check_remote(task.plugins)
                 if executor.live_progress:
                     progress.start_batch(len(batch))
+                ahead.wait()  # this batch's programs, if compiled ahead, are ready
+                if todo:
+                    ahead.start(todo[0])
                 future = executor.submit(task, progress.batch_update if executor.live_progress else None)
                 in_flight[future] = batch
             if not executor.live_progress:
