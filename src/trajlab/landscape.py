@@ -90,12 +90,13 @@ def recorded_params(configs: list, steps: list):
     import jax.numpy as jnp
 
     from trajlab.engine.loop import CompiledTask
-    from trajlab.engine.task import _cast, build_task
+    from trajlab.engine.loop import cast_data
+    from trajlab.engine.task import build_task
     from trajlab.problems.registry import make_data
 
     task = build_task(configs[0])
     compiled = CompiledTask(task)
-    data = _cast(make_data(configs[0].problem), task.dtype)
+    data = cast_data(make_data(configs[0].problem), task.dtype)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray([c.seed for c in configs], np.uint32)))
     scales = jnp.asarray([c.model.scale for c in configs], task.dtype)
     lrs = jnp.asarray([c.optimizer.lr for c in configs], task.dtype)

@@ -288,7 +288,8 @@ def _exclusive_on_cpu(data):
         yield
 
 
-def _cast_data(data, dtype):
+def cast_data(data, dtype):
+    """The problem's data on the device: float leaves in the batch's dtype, the others as they are."""
     return jax.tree_util.tree_map(
         lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x),
         data,
@@ -310,7 +311,7 @@ def compile_ahead(compiled: CompiledTask, data, seeds, scales, lrs) -> bool:
     runs would be sharded over several CPU devices."""
     if run_sharding(len(seeds)) is not None:
         return False
-    data = _cast_data(data, compiled.task.dtype)
+    data = cast_data(data, compiled.task.dtype)
     keys, scales, lrs = _run_inputs(seeds, scales, lrs, compiled.task.dtype)
     compiled.init.lower(keys, scales, data).compile()
     state = jax.eval_shape(compiled.init, keys, scales, data)
@@ -336,7 +337,7 @@ def run_batch(
     task = compiled.task
     start = time.perf_counter()
     dtype = task.dtype
-    data = _cast_data(data, dtype)
+    data = cast_data(data, dtype)
     runs = len(seeds)
     # On a CPU split into one device per core, the batch's run axis is sharded over the devices
     # (padded with copies of the last run, dropped below): one program, every core busy.

@@ -13,7 +13,7 @@ Metrics see the run's optimizer state as ``ctx.optimizer_state`` (the Task passe
 as the keyword ``optimizer_state``); for a run carrying its linearization, the model's part of the
 state kept by ``separately(...)``. They see the run's own step size as ``ctx.lr`` (a traced scalar:
 lr is a batched field, while ``ctx.config.optimizer.lr`` is the batch representative's). A
-:class:`~trajlab.metrics.generic.CarriedMetric` carries state from one recording point to the next
+:class:`~trajlab.metrics.carried.CarriedMetric` carries state from one recording point to the next
 (e.g. eigenvectors that warm-start the next eigensolve): the Task keeps ``{name: carry}`` per run
 (``Task.metric_carry``) and hands each carried metric its own entry.
 """
@@ -25,13 +25,12 @@ from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from trajlab import registry
 from trajlab.config import RunConfig, static_key
 from trajlab.dynamics.gradient_flow import flow_integrator
 from trajlab.dynamics.optimizers import direction_transform
-from trajlab.engine.loop import CompiledTask, Task, run_batch
+from trajlab.engine.loop import CompiledTask, Task, cast_data, run_batch
 from trajlab.engine.schedule import recording_steps
 from trajlab.errors import ConfigError, PluginError
 from trajlab.metrics.adaptive import check_preconditioned
@@ -193,12 +192,6 @@ def _check_linearization(name: str, parts) -> None:
         )
 
 
-def _cast(data, dtype):
-    return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.asarray(x), data
-    )
-
-
 def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
     """Check a family's contract on ``config`` by tracing (no compilation, no run): init returns a
     pytree of float arrays, the loss is a scalar, every metric a scalar, a 1-D array or a dict of
@@ -208,7 +201,7 @@ def check_family(config: RunConfig, extra_metrics: dict | None = None) -> None:
     dtype = task.dtype
     data = make_data(config.problem)
     try:
-        data = _cast(data, dtype)
+        data = cast_data(data, dtype)
     except Exception as error:
         raise PluginError(f"problem {config.problem.kind!r}: data(config) must return a pytree of arrays ({error})") from None
     key = jax.random.PRNGKey(0)

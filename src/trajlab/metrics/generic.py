@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 
 from trajlab.metrics.balancedness import distance_from_init
-from trajlab.metrics.carried import CarriedMetric  # noqa: F401 - also importable from here
 from trajlab.metrics.curvature import hutchinson_trace, lanczos_top_eigenvalues
 from trajlab.metrics.linearization import linearization_metric, relative_weight_change
 from trajlab.metrics.spectral import effective_rank, singular_values, top_singular_values

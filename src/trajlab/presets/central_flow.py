@@ -229,7 +229,8 @@ def flows_beside_run(config: RunConfig) -> dict:
 
     from trajlab.api import init_params
     from trajlab.engine.schedule import recording_steps
-    from trajlab.engine.task import _cast, build_task
+    from trajlab.engine.loop import cast_data
+    from trajlab.engine.task import build_task
     from trajlab.problems.registry import make_data
 
     start = time.perf_counter()
@@ -238,7 +239,7 @@ def flows_beside_run(config: RunConfig) -> dict:
     record = recording_steps(config.train).astype(np.int64)
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        data = _cast(make_data(config.problem), jnp.float64)
+        data = cast_data(make_data(config.problem), jnp.float64)
         run = _pipeline(static_key(config), task.loss, int(config.train.max_steps))
         out = jax.device_get(run(params, data, jnp.float64(config.optimizer.lr), jnp.asarray(record)))
     gd_losses = np.asarray(out.pop("gd_losses"), float)
@@ -307,7 +308,8 @@ def rmsprop_flows_beside_run(config: RunConfig) -> dict:
 
     from trajlab.api import init_params
     from trajlab.engine.schedule import recording_steps
-    from trajlab.engine.task import _cast, build_task
+    from trajlab.engine.loop import cast_data
+    from trajlab.engine.task import build_task
     from trajlab.problems.registry import make_data
 
     start = time.perf_counter()
@@ -317,7 +319,7 @@ def rmsprop_flows_beside_run(config: RunConfig) -> dict:
     steps = int(config.train.max_steps)
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        data = _cast(make_data(config.problem), jnp.float64)
+        data = cast_data(make_data(config.problem), jnp.float64)
         key = ("rmsprop", static_key(config), steps)
         if key not in _PIPELINES:
             if len(_PIPELINES) >= 8:
