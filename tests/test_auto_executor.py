@@ -1,4 +1,5 @@
-"""--executor auto (the command line's default): worker processes on a multi-core CPU (issue 15, goal 1)."""
+"""--executor auto (the command line's default): worker processes on a multi-core CPU, this process
+otherwise (issue 15, goal 1); the balance of batches over workers against a brute-force optimum."""
 
 from __future__ import annotations
 
@@ -12,36 +13,176 @@ from trajlab.executors import InProcessExecutor, ProcessExecutor, make_executor
 from trajlab.store import load
 
 
-def test_auto_runs_in_process():
-    assert isinstance(make_executor("auto", runs=6), InProcessExecutor)
+def test_auto_executor_and_workers_option():
+    from trajlab.executors import AutoExecutor
+
+    auto = make_executor("auto", runs=6)
+    assert isinstance(auto, AutoExecutor) and isinstance(auto.chosen, InProcessExecutor)  # until a sweep's plan
     assert make_executor("auto", workers=3, runs=1).workers == 3  # --workers asks for worker processes
     assert isinstance(make_executor("auto", workers=3), ProcessExecutor)
 
 
+def _configs(depths=(1, 2), seeds=(0,), **fixed):
+    from trajlab.presets import get_preset
+    from trajlab.sweep import split_axes
+
+    settings = {"problem.m": 8, "problem.n": 8, "problem.observations": 30, "train.max_steps": 40,
+                "train.record_points": 4, "model.scale": 0.1, "optimizer.lr": 0.05,
+                "metrics": ["train_loss"], "model.depth": list(depths), "seed": list(seeds), **fixed}
+    fixed_values, axes = split_axes(settings)
+    return get_preset("dmf-completion").configs(fixed_values, axes)
+
+
+def _batches(configs):
+    from trajlab.sweep.grid import group_batches
+
+    return group_batches(configs, None)
+
+
+def test_auto_chooses_worker_processes_only_where_they_can_help(monkeypatch):
+    from trajlab import registry
+    from trajlab.engine import memory
+    from trajlab.executors import auto
+
+    monkeypatch.setattr("trajlab._host.cores", lambda: 2)
+    two_structures = _batches(_configs(depths=(1, 2)))
+    assert len(two_structures) == 2
+    assert auto.worker_lanes(two_structures) == (2, "every core")
+    # one group of four runs: split in two halves, one per worker
+    assert auto.worker_lanes(_batches(_configs(depths=(2,), seeds=(0, 1, 2, 3))))[0] == 2
+    assert auto.worker_lanes(_batches(_configs(depths=(2,))))== (1, "a single batch")
+    monkeypatch.setattr("trajlab._host.cores", lambda: 1)
+    assert auto.worker_lanes(two_structures) == (1, "one core")
+    monkeypatch.setattr("trajlab._host.cores", lambda: 8)
+    assert auto.worker_lanes(two_structures)[0] == 2  # no more workers than batches
+    # a plug-in only this process can import keeps the sweep here
+    monkeypatch.setattr(registry, "origins_of", lambda kinds: ("__main__",))
+    assert auto.worker_lanes(two_structures) == (1, "a plug-in defined in __main__")
+    monkeypatch.undo()
+    monkeypatch.setattr("trajlab._host.cores", lambda: 2)
+    # memory: two batches that do not fit side by side in the share a batch may plan for
+    need = max(memory.estimate(b[0], len(b)).total for b in two_structures)
+    small = memory.Available(int(1.5 * need / memory.BATCH_MEMORY_FRACTION), "test")
+    monkeypatch.setattr(memory, "available_memory", lambda: small)
+    assert auto.worker_lanes(two_structures)[0] == 1
+    roomy = memory.Available(int(2.5 * need / memory.BATCH_MEMORY_FRACTION), "test")
+    monkeypatch.setattr(memory, "available_memory", lambda: roomy)
+    assert auto.worker_lanes(two_structures)[0] == 2
+
+
+def _makespan(order, lanes):
+    """Simulated pool: each batch (a cost) goes, in order, to the worker that is free first."""
+    loads = [0.0] * lanes
+    for cost in order:
+        loads[loads.index(min(loads))] += cost
+    return max(loads)
+
+
+def _optimum(costs, lanes):
+    """Brute force: the least makespan over every assignment of the costs to ``lanes`` workers."""
+    import itertools
+
+    best = float("inf")
+    for assignment in itertools.product(range(lanes), repeat=len(costs)):
+        loads = [0.0] * lanes
+        for cost, lane in zip(costs, assignment):
+            loads[lane] += cost
+        best = min(best, max(loads))
+    return best
+
+
+def test_balance_batches_keeps_every_run_and_stays_within_the_lpt_bound_of_the_optimum():
+    import numpy as np
+
+    from trajlab.sweep.grid import balance_batches
+
+    # hand-checked cases (cost = the first letter's weight x runs)
+    weight = {"a": 1.0, "c": 2.0, "e": 3.0}
+
+    def cost(batch):
+        return weight[batch[0]] * len(batch) if batch[0] in weight else weight[chr(ord(batch[0]) - 1)] * len(batch)
+
+    assert balance_batches([list("ab"), list("cd"), list("ef")], 2, cost) == [list("ef"), list("cd"), list("ab")]
+    assert balance_batches([list("abcdefgh")], 2, len) == [list("abcd"), list("efgh")]
+    assert balance_batches([list("abc")], 2, len) == [["a"], ["b"], ["c"]]
+    assert balance_batches([list("abcde"), ["x"]], 3, len) == [list("ab"), list("de"), ["c"], ["x"]]
+    assert balance_batches([list("ab"), list("cd")], 1, len) == [list("ab"), list("cd")]  # one worker: order kept
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        lanes = int(rng.integers(2, 4))
+        per_run = rng.uniform(0.1, 5.0, size=int(rng.integers(1, 6)))
+        sizes = rng.integers(1, 4, size=len(per_run))
+        batches = [[(g, r) for r in range(size)] for g, size in enumerate(sizes)]
+        cost = lambda batch: per_run[batch[0][0]] * len(batch)  # noqa: E731
+        planned = balance_batches(batches, lanes, cost)
+        assert sorted(run for batch in planned for run in batch) == sorted(run for batch in batches for run in batch)
+        costs = [cost(batch) for batch in planned]
+        assert costs == sorted(costs, reverse=True)
+        share = sum(costs) / lanes
+        assert all(c <= share * (1 + 1e-9) for c, batch in zip(costs, planned) if len(batch) >= 2)
+        if len(costs) <= 9:  # LPT (Graham 1969): within 4/3 of the best assignment of these batches
+            assert _makespan(costs, lanes) <= (4 / 3) * _optimum(costs, lanes) * (1 + 1e-9)
+        singles = [per_run[g] for g, size in enumerate(sizes) for _ in range(size)]
+        if len(singles) <= 9:  # and within 2 - 1/lanes of the best split into single runs
+            assert _makespan(costs, lanes) <= (2 - 1 / lanes) * _optimum(singles, lanes) * (1 + 1e-9)
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
-def test_cli_shards_a_sweep_over_the_cpu_devices_when_asked(tmp_path, monkeypatch):
-    """A fresh `trajlab run` process with TRAJLAB_CPU_DEVICES=auto: one host device per core, each
-    batch's runs sharded over them."""
+def test_cli_default_runs_a_multi_batch_sweep_in_worker_processes_with_equal_results(tmp_path):
+    """`trajlab run` as a user types it (no --executor, no TRAJLAB_EXECUTOR) on a multi-core CPU:
+    the batches run in worker processes forked from the fork server, and every stored number
+    equals the same sweep run in this process (`--executor inprocess`)."""
     import subprocess
     import sys
 
+    import pandas as pd
+
+    settings = ["--set", "problem.m=8", "--set", "problem.n=8", "--set", "problem.observations=30",
+                "--set", "train.max_steps=60", "--set", "model.depth=[1,2]", "--set", "model.scale=[0.1,0.2]",
+                "--set", "train.x64=true"]
     env = {k: v for k, v in os.environ.items() if k not in ("TRAJLAB_EXECUTOR", "XLA_FLAGS", "TRAJLAB_CPU_DEVICES")}
-    env["TRAJLAB_CPU_DEVICES"] = "auto"
-    out = tmp_path / "sweep"
-    done = subprocess.run([
-        sys.executable, "-m", "trajlab", "run", "dmf-completion", "--quick", "--no-progress", "--no-figures", "--out",
-        str(out), "--set", "problem.m=8", "--set", "problem.n=8", "--set", "problem.observations=30",
-        "--set", "train.max_steps=50", "--set", "model.depth=2", "--set", "model.scale=[0.1,0.2]",
-    ], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    data = load(out)
-    cores = len(os.sched_getaffinity(0))
-    assert data.manifest["executor"] == f"inprocess (runs of a batch sharded over {cores} CPU devices)"
-    assert len(data.runs) == 2 and set(data.runs["status"]) <= {"done", "max_steps"}
+    folders = {}
+    for name, extra in (("auto", []), ("inprocess", ["--executor", "inprocess"])):
+        folders[name] = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "trajlab", "run", "dmf-completion", "--quick", "--no-progress",
+                               "--no-figures", "--out", str(folders[name]), *settings, *extra],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    auto, here = load(folders["auto"]), load(folders["inprocess"])
+    assert auto.manifest["executor"] == "auto: processes (2 local worker processes)"
+    assert here.manifest["executor"] == "inprocess"
+    assert len(auto.runs) == 4 and set(auto.runs["status"]) <= {"done", "max_steps"}
+    columns = [c for c in here.runs.columns if c != "wall_s"]
+    pd.testing.assert_frame_equal(auto.runs.sort_values("run_id")[columns].reset_index(drop=True),
+                                  here.runs.sort_values("run_id")[columns].reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12, atol=1e-14)
+    keys = ["run_id", "step"]
+    pd.testing.assert_frame_equal(auto.trajectories.sort_values(keys).reset_index(drop=True),
+                                  here.trajectories.sort_values(keys).reset_index(drop=True)[auto.trajectories.columns],
+                                  check_exact=False, rtol=1e-12, atol=1e-14)
+    assert len(here.baselines) == len(auto.baselines) > 0
 
 
-def test_env_sets_the_default_and_reproduce_refuses_cluster_executors(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAJLAB_EXECUTOR", "dask")
-    result = CliRunner().invoke(cli.app, ["reproduce", "--quick", "not-norms", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2
-    assert "--executor: reproduce runs on auto, inprocess or processes, got 'dask'" in result.stderr
+def test_worker_processes_see_the_environment_of_the_submission(tmp_path, monkeypatch):
+    """Workers are forked from a fork server started earlier, with its environment of then: a
+    TRAJLAB_* variable set afterwards reaches the worker with each task (here read by a user's
+    metric when the worker traces it)."""
+    from trajlab.executors import ProcessExecutor, warm_up
+    from trajlab.sweep import run_sweep
+
+    warm_up("processes")  # the fork server starts before the variable exists
+    monkeypatch.setenv("TRAJLAB_TEST_MARK", "7.5")
+
+    def mark(state):
+        import jax.numpy as jnp
+
+        return jnp.asarray(float(os.environ.get("TRAJLAB_TEST_MARK", "-1")))
+
+    executor = ProcessExecutor(workers=2)
+    try:
+        data = run_sweep(_configs(depths=(1, 2)), tmp_path / "sweep", show_progress=False,
+                         extra_metrics={"mark": mark}, executor=executor)
+    finally:
+        executor.shutdown()
+    assert len(data.runs) == 2 and (data.runs["final.mark"] == 7.5).all()

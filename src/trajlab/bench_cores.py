@@ -1,22 +1,25 @@
-"""Every core: one sweep timed on one device, on one host device per core, and in worker processes.
+"""Every core: one sweep timed on one core and on every core, in the ways trajlab can use them.
 
 ``trajlab bench --cores [PRESET]`` runs a preset's ``--quick`` sweep (default ``dmf-completion``)
 end to end, each time in a fresh process (``python -m trajlab run PRESET --quick``) into a fresh
-folder, with the persistent compilation cache off (so each mode compiles what it needs), in three
+folder, with the persistent compilation cache off (so each mode compiles what it needs), in these
 modes, alternating, ``repeats`` times:
 
+- ``one core``: the default command with the process (and its children) pinned to one core
+  (``sched_setaffinity``): the single-core wall time, the reference of the speed-ups. ``--executor
+  auto`` then runs in process, with the baselines and the next batch's compilation in threads
+  that share that core;
 - ``one device, one thing at a time``: ``TRAJLAB_CPU_DEVICES=1 TRAJLAB_BASELINES_BESIDE=0
-  TRAJLAB_COMPILE_AHEAD=0 --executor inprocess``: everything one after the other on one core (the
-  single-core baseline);
-- ``one device``: ``TRAJLAB_CPU_DEVICES=1 --executor inprocess``: the runs on one device, the
-  baselines (cvxpy) in a thread beside them and the next batch's programs compiled in another
-  (trajlab's default on a CPU);
+  TRAJLAB_COMPILE_AHEAD=0 --executor inprocess``, not pinned: everything one after the other;
+- ``in process, one device``: ``--executor inprocess``, not pinned: the runs on one device, the
+  baselines (cvxpy) and the next batch's compilation in threads beside them (the default before
+  ``auto`` chose worker processes);
 - ``devices per core``: ``TRAJLAB_CPU_DEVICES=auto --executor inprocess``: one host device per
   core, each batch's runs sharded over them (:mod:`trajlab.engine.devices`);
-- ``worker processes``: ``TRAJLAB_CPU_DEVICES=1 --executor processes`` (one spawned process per
-  core, :mod:`trajlab.executors.processes`).
+- ``default (auto)``: the command as a user types it: on a multi-core CPU, worker processes
+  forked from a fork server, the batches balanced over them (:mod:`trajlab.executors.auto`).
 
-It reports each wall time, the median per mode and the speed-up of each mode over one device,
+It reports each wall time, the median per mode and the speed-up of each mode over ``one core``,
 measured side by side in one invocation (the ratios, not the absolute times, are the result on a
 machine shared with other work).
 """
@@ -31,25 +34,32 @@ import tempfile
 import time
 from pathlib import Path
 
+REFERENCE = "one core"
+#: mode: (environment, --executor or None for the default, pinned to one core)
 MODES = {
+    REFERENCE: ({}, None, True),
     "one device, one thing at a time": ({"TRAJLAB_CPU_DEVICES": "1", "TRAJLAB_BASELINES_BESIDE": "0",
-                                         "TRAJLAB_COMPILE_AHEAD": "0"}, "inprocess"),
-    "one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess"),
-    "devices per core": ({"TRAJLAB_CPU_DEVICES": "auto"}, "inprocess"),
-    "worker processes": ({"TRAJLAB_CPU_DEVICES": "1"}, "processes"),
+                                         "TRAJLAB_COMPILE_AHEAD": "0"}, "inprocess", False),
+    "in process, one device": ({"TRAJLAB_CPU_DEVICES": "1"}, "inprocess", False),
+    "devices per core": ({"TRAJLAB_CPU_DEVICES": "auto"}, "inprocess", False),
+    "default (auto)": ({}, None, False),
 }
 
 
 def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> float:
-    env_updates, executor = MODES[mode]
+    env_updates, executor, pinned = MODES[mode]
     env = {k: v for k, v in os.environ.items()
            if k not in ("TRAJLAB_CPU_DEVICES", "XLA_FLAGS", "TRAJLAB_EXECUTOR", "TRAJLAB_BASELINES_BESIDE",
                         "TRAJLAB_COMPILE_AHEAD")}
     env.update(env_updates, TRAJLAB_COMPILATION_CACHE="0")
     command = [sys.executable, "-m", "trajlab", "run", preset, "--quick", "--no-progress", "--no-figures",
-               "--out", str(folder), "--executor", executor, *extra]
+               "--out", str(folder), *(["--executor", executor] if executor else []), *extra]
+
+    def one_core():
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=one_core if pinned else None)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{mode}: {' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -57,7 +67,7 @@ def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> fl
 
 
 def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: list[str] = (), console=None) -> dict:
-    """Wall times per mode (see the module docstring) and the speed-ups over the first (everything on one core)."""
+    """Wall times per mode (see the module docstring) and the speed-ups over ``one core``."""
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as root:
         for repeat in range(repeats):
@@ -67,11 +77,11 @@ def cores_benchmark(preset: str = "dmf-completion", repeats: int = 2, extra: lis
                 if console is not None:
                     console.print(f"{preset} --quick, {mode}: {wall:.1f} s", highlight=False)
     medians = {mode: statistics.median(values) for mode, values in times.items()}
-    base = medians["one device, one thing at a time"]
+    base = medians[REFERENCE]
     result = dict(preset=preset, cores=os.cpu_count(), times=times, medians=medians,
                   speedup={mode: base / value for mode, value in medians.items()})
     if console is not None:
         for mode in MODES:
-            console.print(f"{mode}: median {medians[mode]:.1f} s, {result['speedup'][mode]:.2f}x one device",
+            console.print(f"{mode}: median {medians[mode]:.1f} s, {result['speedup'][mode]:.2f}x one core",
                           highlight=False)
     return result

@@ -183,9 +183,10 @@ def run(
         out = _path_option(out, "--out", "folder")
         if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")
-        from trajlab.executors import default_executor_name
+        from trajlab.executors import default_executor_name, warm_up
 
         name = executor_name if executor_name is not None else default_executor_name()
+        warm_up(name)  # worker processes' fork server imports JAX on another core while presets load
         spec, fixed, axes = _resolve(preset, set_, quick, x64)
         configs = spec.configs(fixed, axes, quick)
         executor = make_executor(
@@ -506,6 +507,9 @@ def reproduce(
         choice = executor_name if executor_name is not None else default_executor_name()
         if choice not in ("auto", "inprocess", "processes"):
             raise TrajlabError(f"--executor: reproduce runs on auto, inprocess or processes, got {choice!r}")
+        from trajlab.executors import warm_up
+
+        warm_up(choice)
         out = _path_option(out, "--out", "folder")
         if max_batch is not None and max_batch < 1:
             raise TrajlabError(f"--max-batch must be an integer >= 1, got {max_batch}")

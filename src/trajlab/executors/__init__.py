@@ -12,7 +12,8 @@ from trajlab.errors import ConfigError
 from trajlab.executors.base import BatchOutcome, BatchTask, Executor, execute_batch
 from trajlab.executors.dask_executor import DaskExecutor
 from trajlab.executors.in_process import InProcessExecutor
-from trajlab.executors.processes import ProcessExecutor
+from trajlab.executors.processes import ProcessExecutor, warm_workers
+from trajlab.executors.auto import AutoExecutor
 from trajlab.executors.slurm import SlurmExecutor
 
 EXECUTORS = ("auto", "inprocess", "processes", "dask", "slurm")
@@ -28,13 +29,21 @@ def default_executor_name() -> str:
 
 
 def auto_executor(runs: int | None = None) -> Executor:
-    """What ``--executor auto`` picks: this process (:class:`InProcessExecutor`). On a CPU split into
-    one host device per core (trajlab's default) each batch's runs are sharded over every core
-    there, with nothing compiled twice and no process to start; on several GPUs batches run one per
-    GPU. ``--executor processes`` (one worker process per core) is the choice for sweeps whose
-    batches are single runs of different structures; docs/benchmarks.md has both measured side by
-    side. ``runs`` (the sweep's size) is accepted for future use."""
-    return InProcessExecutor()
+    """What ``--executor auto`` gives: an :class:`~trajlab.executors.auto.AutoExecutor`, which
+    chooses per sweep between worker processes (every core of a CPU) and this process (a GPU, one
+    core, a single batch, a plug-in only this process can import); docs/benchmarks.md measures the
+    ways side by side. ``runs`` (the sweep's size) is accepted for future use."""
+    return AutoExecutor()
+
+
+def warm_up(name: str) -> None:
+    """Start what executor ``name`` will need in the background, before the caller loads presets:
+    the fork server of worker processes (:func:`~trajlab.executors.processes.warm_workers`) for
+    ``processes``, and for ``auto`` on a machine with two or more cores."""
+    from trajlab._host import cores
+
+    if name == "processes" or (name == "auto" and cores() >= 2):
+        warm_workers()
 
 
 def make_executor(
@@ -85,6 +94,7 @@ def make_executor(
 
 __all__ = [
     "EXECUTORS",
+    "AutoExecutor",
     "BatchOutcome",
     "BatchTask",
     "DaskExecutor",
@@ -97,4 +107,5 @@ __all__ = [
     "SlurmExecutor",
     "execute_batch",
     "make_executor",
+    "warm_up",
 ]

@@ -136,6 +136,11 @@ class Executor(abc.ABC):
     def max_in_flight(self) -> int | None:
         return None
 
+    def plan(self, batches: list[list]) -> list[list]:
+        """The batches as this executor will run them (order, splits), given a sweep's batches of
+        configs with equal structure; the runs are the same. Default: as given."""
+        return batches
+
     def start(self) -> None:
         """Acquire resources (a cluster, a thread pool); idempotent. :meth:`submit` calls it."""
 

@@ -4,15 +4,28 @@ On a CPU one run already saturates the core XLA gives it (batching does not add 
 docs/benchmarks.md), and several host devices in one process must take turns (their threads
 deadlock in ``jax.device_get`` otherwise; see :mod:`trajlab.executors.in_process`). So the way to
 use every core is one *process* per core: ``ProcessExecutor(workers=N)`` runs batches in a pool of N
-freshly spawned Python processes (``multiprocessing`` "spawn": no JAX state is forked), each
-running :func:`trajlab.executors.base.execute_batch`, which writes its batch files into the sweep
-folder itself, exactly as a Dask worker does. The persistent compilation cache, set up in the
-parent's environment, is shared by the workers, so a program one worker compiled is loaded by the
-others.
+worker processes, each running :func:`trajlab.executors.base.execute_batch`, which writes its batch
+files into the sweep folder itself, exactly as a Dask worker does. The persistent compilation
+cache, set up in the parent's environment, is shared by the workers, so a program one worker
+compiled is loaded by the others.
 
-``parts_per_group``: how many batches each group of runs with equal structure is split into at
-least (2 x workers by default, so that a slow batch does not leave a core idle at the end; a
-batch is never smaller than one run). Results do not depend on the split.
+Workers are forked from a *fork server* (``multiprocessing`` "forkserver", where the platform has
+it; "spawn" otherwise): a fresh Python process that imports trajlab's engine, store and JAX once
+(:data:`WORKER_MODULES`, without starting any JAX backend), from which each worker is forked with
+those modules loaded, so a worker starts in milliseconds instead of paying the ~2 s import again.
+:func:`warm_workers` starts that server early (the command line does so before it loads the
+presets, so the server's imports run on another core meanwhile). No JAX state is forked: the
+server never initializes a backend. The environment a worker sees is the server's, updated with
+this process's ``TRAJLAB_*``, ``XLA_FLAGS``, ``OPENBLAS_NUM_THREADS`` and ``OMP_NUM_THREADS`` at
+submission; JAX's own ``JAX_*`` variables are read when the server imports JAX.
+
+How a sweep's batches are shared out (:meth:`ProcessExecutor.plan`): by default
+:func:`trajlab.sweep.grid.balance_batches` over the workers, costliest first (longest-processing-
+time order, estimated as runs x parameters x max_steps), a batch whose cost is over one worker's
+share split in two, so no group of runs is split without need (each split compiles the same
+programs in another process). ``parts_per_group``: split each group of runs with equal structure
+into at least this many batches instead (a batch is never smaller than one run). Results do not
+depend on the split.
 
 A worker that dies (killed, out of memory) breaks the pool: the batches in flight in it are run once
 more in a fresh pool (``retries``); a batch that kills its worker again fails, the others go on, the
@@ -39,15 +52,53 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: What the fork server imports once, so that a forked worker has it loaded (no JAX backend is started).
+WORKER_MODULES = ("cloudpickle", "trajlab.executors.base", "trajlab.executors.frames", "trajlab.store",
+                  "trajlab.engine", "trajlab.families", "trajlab.problems")
+#: Environment variables handed to each worker with its task (the fork server's are from its start).
+_PASSED_ENV_PREFIXES = ("TRAJLAB_",)
+_PASSED_ENV = ("XLA_FLAGS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def worker_context():
+    """The multiprocessing context of the workers: "forkserver" preloading :data:`WORKER_MODULES`
+    where the platform has it, "spawn" otherwise (no JAX state is ever forked)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(WORKER_MODULES))
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def warm_workers() -> bool:
+    """Start the fork server now, in the background (it imports :data:`WORKER_MODULES` on another
+    core while this process goes on); True if one was started or is running. Cheap, and harmless
+    when no worker is made after all: the server exits with this process."""
+    context = worker_context()
+    if context.get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    _init_worker()  # the server and its workers inherit the environment it starts with
+    forkserver.ensure_running()
+    return True
+
+
 def _init_worker() -> None:
     # one BLAS thread per process: the cores are shared out by processes, not threads
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _run(payload: bytes) -> BatchOutcome:
+def _passed_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}
+
+
+def _run(payload: bytes, environment: dict | None = None) -> BatchOutcome:
     import cloudpickle
 
+    if environment:
+        os.environ.update(environment)
     return execute_batch(cloudpickle.loads(payload))
 
 
@@ -61,7 +112,7 @@ class ProcessExecutor(Executor):
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
         self.workers = workers if workers is not None else default_workers()
-        self.parts_per_group = parts_per_group if parts_per_group is not None else 2 * self.workers
+        self.parts_per_group = parts_per_group
         self.retries = retries
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -70,15 +121,22 @@ class ProcessExecutor(Executor):
     def max_in_flight(self) -> int | None:
         return None  # the pool queues them
 
+    def plan(self, batches: list[list]) -> list[list]:
+        """The batches in the order (and split) the workers take them: see the module docstring."""
+        from trajlab.sweep.grid import balance_batches, batch_cost, split_groups
+
+        if self.parts_per_group is not None:
+            return split_groups(batches, self.parts_per_group)
+        return balance_batches(batches, self.workers, batch_cost)
+
     def start(self) -> None:
         with self._lock:
             self._current_pool()
 
     def _current_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-            )
+            _init_worker()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(), initializer=_init_worker)
         return self._pool
 
     def submit(self, task: BatchTask, progress: Progress | None = None) -> "Future[BatchOutcome]":
@@ -94,14 +152,14 @@ class ProcessExecutor(Executor):
         with self._lock:
             pool = self._current_pool()
             try:
-                inner = pool.submit(_run, payload)
+                inner = pool.submit(_run, payload, _passed_environment())
             except BrokenProcessPool as error:  # broken between two submissions: a new pool
                 self._discard(pool)
                 if attempt >= self.retries:
                     outer.set_exception(error)
                     return
                 pool = self._current_pool()
-                inner = pool.submit(_run, payload)
+                inner = pool.submit(_run, payload, _passed_environment())
         inner.add_done_callback(lambda done: self._finished(done, pool, payload, outer, attempt))
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:

@@ -95,3 +95,53 @@ def group_batches(configs: list[RunConfig], max_batch: "int | None", capacity=No
         for start in range(0, len(members), size):
             batches.append(members[start : start + size])
     return batches
+
+
+def split_groups(batches: list[list[RunConfig]], parts: int) -> list[list[RunConfig]]:
+    """Each batch split into at least ``parts`` batches as far as it has runs (order kept)."""
+    out = []
+    for batch in batches:
+        size = max(1, -(-len(batch) // max(1, parts)))
+        out.extend(batch[start : start + size] for start in range(0, len(batch), size))
+    return out
+
+
+def run_cost(config: RunConfig) -> float:
+    """A rough relative cost of one run, to order and share out batches (never to decide results):
+    parameters (bytes of one run's parameters, ``eval_shape`` of the family's init) x ``max_steps``.
+    Runs that stop early at ``train.tol`` cost less than this says; the order is a heuristic."""
+    from trajlab.engine.memory import parameter_bytes
+
+    return float(max(parameter_bytes(config) or 1, 1)) * float(max(config.train.max_steps, 1))
+
+
+def batch_cost(batch: list[RunConfig]) -> float:
+    """:func:`run_cost` of the batch's first config x its number of runs (a batch shares its structure)."""
+    return run_cost(batch[0]) * len(batch)
+
+
+def balance_batches(batches: list[list[RunConfig]], lanes: int, cost=batch_cost) -> list[list[RunConfig]]:
+    """The batches for ``lanes`` workers that each take the next batch when free: while the
+    costliest batch of two or more runs costs more than one worker's share (total / lanes), it is
+    split in two halves; then the batches are ordered costliest first (the longest-processing-time
+    rule: a first-in first-out pool given this order puts each batch on the worker that frees up
+    first). A group is split only when that is needed to keep the workers busy, since each part
+    compiles the same programs again in another process. Every run is kept, once."""
+    items = [(float(cost(batch)), index, 0, batch) for index, batch in enumerate(batches)]
+    total = sum(item[0] for item in items)
+    if lanes > 1 and total > 0:
+        share = total / lanes
+        while True:
+            splittable = [item for item in items if len(item[3]) >= 2]
+            if not splittable:
+                break
+            largest = max(splittable, key=lambda item: item[0])
+            if largest[0] <= share * (1 + 1e-9):
+                break
+            items.remove(largest)
+            value, index, offset, batch = largest
+            half = -(-len(batch) // 2)
+            for start, part in ((0, batch[:half]), (half, batch[half:])):
+                items.append((value * len(part) / len(batch), index, offset + start, part))
+    items.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [item[3] for item in items]

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from trajlab import registry
-from trajlab.config import DATA_DIGEST_FIELD, RunConfig, data_files, run_id, to_flat
+from trajlab.config import DATA_DIGEST_FIELD, RunConfig, data_files, run_id, static_key, to_flat
 from trajlab.errors import PluginError, TrajlabError
 from trajlab.executors import BatchTask, Executor, InProcessExecutor
 from trajlab.executors.frames import batch_frames, flat_row  # noqa: F401 - re-exported
@@ -391,6 +391,10 @@ def run_sweep(
     finished_baselines = store.completed_baseline_ids()
     owned = executor is None
     executor = InProcessExecutor() if owned else executor
+    pending = [c for i, c in ids.items() if i not in done]
+    # The executor orders and may split the batches for its workers (``--executor auto`` also
+    # chooses here where they run: this process or worker processes).
+    batches = executor.plan(group_batches(pending, max_batch, capacity))
     store.update_manifest(
         {i: to_flat(c) for i, c in ids.items()},
         presets=[preset] if preset else [],
@@ -404,15 +408,14 @@ def run_sweep(
            if preset and preset_source else {}),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    pending = [c for i, c in ids.items() if i not in done]
     _note_old_ids(store, previous_manifest, set(ids), done, len(pending))
     _note_changed_data(store, previous_manifest, ids, done)
-    batches = group_batches(pending, max_batch, capacity, getattr(executor, "parts_per_group", None))
     if check_plugins:
         from trajlab.engine import check_family
 
-        for batch in batches:  # the family's own metrics; extra_metrics are traced by the workers only
-            check_family(batch[0])
+        # one trace per structure: the family's own metrics; extra_metrics are traced by the workers only
+        for config in {static_key(batch[0]): batch[0] for batch in batches}.values():
+            check_family(config)
     jobs = [job for job in baselines if job.baseline_id not in finished_baselines]
     try:
         with SweepProgress(total=len(ids), finished=len(ids) - len(pending), enabled=show_progress) as progress:
