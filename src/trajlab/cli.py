@@ -591,7 +591,7 @@ def bench(
     headline: bool = typer.Option(True, "--headline/--no-headline", help="also time the headline run to loss 1e-6"),
     flow: bool = typer.Option(False, "--flow", help="instead: adaptive gradient-flow solver vs tiny-step GD"),
     cores: Optional[str] = typer.Option(
-        None, "--cores", help="instead: PRESET's --quick sweep on one device, devices per core, worker processes"
+        None, "--cores", help="instead: PRESET's --quick sweep pinned to one core, in process, devices per core and the default (worker processes)"
     ),
     repeats: int = typer.Option(2, "--repeats", help="--cores: timings per mode"),
 ) -> None:
