@@ -186,3 +186,80 @@ def test_worker_processes_see_the_environment_of_the_submission(tmp_path, monkey
     finally:
         executor.shutdown()
     assert len(data.runs) == 2 and (data.runs["final.mark"] == 7.5).all()
+
+
+def test_progress_files_reach_the_callback_of_their_batch(tmp_path):
+    """The mechanism by which worker processes report per-step progress: a worker's callback
+    writes its latest report to a file, a watcher thread here hands new reports to the batch's
+    callback; a batch that ended is forgotten and its file removed."""
+    import time
+
+    from trajlab.executors.processes import _ProgressFile, _ProgressWatcher
+
+    watcher = _ProgressWatcher()
+    try:
+        got = {"a": [], "b": []}
+        path_a = watcher.add(got["a"].append)
+        path_b = watcher.add(got["b"].append)
+        assert path_a != path_b
+        _ProgressFile(path_a)(dict(finished=0, runs=2, step=10, loss_min=1.0, loss_max=2.0))
+        writer_b = _ProgressFile(path_b)
+        writer_b(dict(finished=1, runs=2, step=100, loss_min=0.5, loss_max=0.7))
+        writer_b(dict(finished=1, runs=2, step=200, loss_min=0.4, loss_max=0.6))  # within 0.5 s: not written
+        writer_b(dict(finished=2, runs=2, step=300, loss_min=0.1, loss_max=0.2))  # the last: always written
+        deadline = time.monotonic() + 10
+        while (not got["a"] or not got["b"] or got["b"][-1]["step"] != 300) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["step"] for r in got["a"]] == [10]
+        assert [r["step"] for r in got["b"]][-1] == 300 and 200 not in [r["step"] for r in got["b"]]
+        watcher.remove(path_a)
+        assert not os.path.exists(path_a)
+        _ProgressFile(path_a)(dict(finished=2, runs=2, step=20, loss_min=1.0, loss_max=2.0))  # a late write
+        time.sleep(1.2)
+        assert [r["step"] for r in got["a"]] == [10]  # a removed batch is not reported any more
+    finally:
+        watcher.close()
+    assert not os.path.exists(watcher.folder)
+
+
+def test_worker_processes_report_per_step_progress(tmp_path, monkeypatch):
+    """Batches in worker processes report their recording points while they run: every step a
+    batch reports is a point of its recording schedule, in increasing order, and the bar ends at
+    every run."""
+    from trajlab.engine.schedule import recording_steps
+    from trajlab.executors import ProcessExecutor
+    from trajlab.sweep import progress as progress_module
+    from trajlab.sweep import run_sweep
+
+    monkeypatch.setenv("TRAJLAB_PROGRESS_EVERY_S", "0.01")
+    reports: dict = {}
+    finals = []
+    original, original_exit = progress_module.SweepProgress.batch_updater, progress_module.SweepProgress.__exit__
+
+    def spy(self, key):
+        forward = original(self, key)
+
+        def update(info):
+            reports.setdefault(key, []).append(info)
+            forward(info)
+
+        return update
+
+    def exit_(self, *exc):
+        finals.append(self.finished)
+        return original_exit(self, *exc)
+
+    monkeypatch.setattr(progress_module.SweepProgress, "batch_updater", spy)
+    monkeypatch.setattr(progress_module.SweepProgress, "__exit__", exit_)
+    configs = _configs(depths=(1, 2), **{"train.max_steps": 3000, "train.record_points": 30, "train.tol": 0.0})
+    executor = ProcessExecutor(workers=2)
+    try:
+        data = run_sweep(configs, tmp_path / "sweep", show_progress=True, executor=executor)
+    finally:
+        executor.shutdown()
+    assert len(data.runs) == 2 and finals == [2]
+    schedule = set(int(s) for s in recording_steps(configs[0].train))
+    assert reports, "no progress reached the coordinator"
+    for batch_reports in reports.values():
+        steps = [r["step"] for r in batch_reports]
+        assert steps == sorted(steps) and set(steps) <= schedule

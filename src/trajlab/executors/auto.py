@@ -13,9 +13,10 @@ For each sweep, once its batches are known (:meth:`AutoExecutor.plan`), it choos
   ``__main__`` (a notebook or a script, which no other process can import).
 
 Measured on the 2-core CPU of docs/benchmarks.md (quick ``dmf-completion``, ``trajlab bench
---cores``), worker processes were the fastest way to use both cores; one device in this process
-keeps live per-step progress and raises a batch's error with its traceback, which worker
-processes report as one line at the end. The choice is made per sweep (``trajlab reproduce`` runs
+--cores``), worker processes were the fastest way to use both cores. They report each running
+batch's recording points to the progress bar (through progress files, see
+:mod:`trajlab.executors.processes`); a batch's error is one line at the end, where this process
+raises it at once with its traceback. The choice is made per sweep (``trajlab reproduce`` runs
 several with one executor; the worker processes then serve them all) and written to the manifest.
 """
 
@@ -92,6 +93,10 @@ class AutoExecutor(Executor):
     @property
     def live_progress(self) -> bool:  # type: ignore[override]
         return self._chosen.live_progress
+
+    @property
+    def progress_per_batch(self) -> bool:
+        return bool(getattr(self._chosen, "progress_per_batch", False))
 
     @property
     def max_in_flight(self):

@@ -125,12 +125,16 @@ class Executor(abc.ABC):
       killed) is then reported after the other batches finished, and the sweep can be resumed;
       in-process failures propagate at once, traceback included.
     - ``max_in_flight``: how many tasks to submit before waiting for one (None: all at once).
-    - ``live_progress``: whether :meth:`submit` forwards per-step progress of the batch.
+    - ``live_progress``: whether :meth:`submit` forwards per-step progress of the batch (one
+      batch at a time).
+    - ``progress_per_batch``: whether :meth:`submit` forwards per-step progress of each of several
+      batches running at once (the coordinator then gives each its own callback).
     """
 
     name = "executor"
     remote = False
     live_progress = False
+    progress_per_batch = False
 
     @property
     def max_in_flight(self) -> int | None:

@@ -27,6 +27,11 @@ programs in another process). ``parts_per_group``: split each group of runs with
 into at least this many batches instead (a batch is never smaller than one run). Results do not
 depend on the split.
 
+Progress: a batch submitted with a progress callback gets a file in a private temporary folder,
+to which its worker writes the engine's latest per-recording-point report (JSON, atomically
+replaced, at most every :data:`PROGRESS_EVERY_S` seconds); a watcher thread here hands each new
+report to the batch's callback (the sweep's progress bar shows every running batch).
+
 A worker that dies (killed, out of memory) breaks the pool: the batches in flight in it are run once
 more in a fresh pool (``retries``); a batch that kills its worker again fails, the others go on, the
 sweep ends with a one-line error, and the same command resumes it.
@@ -94,12 +99,113 @@ def _passed_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}
 
 
-def _run(payload: bytes, environment: dict | None = None) -> BatchOutcome:
+#: Seconds between two progress reports of a worker, and between two reads of them
+#: (environment: TRAJLAB_PROGRESS_EVERY_S).
+PROGRESS_EVERY_S = 0.5
+
+
+def _progress_every() -> float:
+    try:
+        return max(0.001, float(os.environ.get("TRAJLAB_PROGRESS_EVERY_S", PROGRESS_EVERY_S)))
+    except ValueError:
+        return PROGRESS_EVERY_S
+
+
+class _ProgressFile:
+    """A worker's progress callback: the engine's latest per-recording-point dict, written as JSON
+    to ``path`` (atomically replaced) at most every :data:`PROGRESS_EVERY_S` seconds, and when
+    every run of the batch has stopped."""
+
+    def __init__(self, path: str):
+        self.path, self._last = path, 0.0
+
+    def __call__(self, info: dict) -> None:
+        import json
+        import time
+
+        now = time.monotonic()
+        if now - self._last < _progress_every() and info.get("finished") != info.get("runs"):
+            return
+        self._last = now
+        try:
+            with open(self.path + ".tmp", "w") as handle:
+                json.dump(info, handle)
+            os.replace(self.path + ".tmp", self.path)
+        except OSError:  # progress is a display, never a failure of the batch
+            pass
+
+
+def _run(payload: bytes, environment: dict | None = None, progress_path: str | None = None) -> BatchOutcome:
     import cloudpickle
 
     if environment:
         os.environ.update(environment)
-    return execute_batch(cloudpickle.loads(payload))
+    return execute_batch(cloudpickle.loads(payload), _ProgressFile(progress_path) if progress_path else None)
+
+
+class _ProgressWatcher:
+    """Reads the workers' progress files (one per batch, in a private temporary folder) every
+    :data:`PROGRESS_EVERY_S` seconds in a daemon thread and hands each new report to that batch's
+    callback: per-step progress of batches running in other processes."""
+
+    def __init__(self):
+        import tempfile
+
+        self.folder = tempfile.mkdtemp(prefix="trajlab-progress-")
+        self._callbacks: dict[str, tuple[Progress, float]] = {}
+        self._lock = threading.Lock()
+        self._count = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, callback: Progress) -> str:
+        with self._lock:
+            self._count += 1
+            path = os.path.join(self.folder, f"batch-{self._count}.json")
+            self._callbacks[path] = (callback, 0.0)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="trajlab-progress", daemon=True)
+                self._thread.start()
+        return path
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._callbacks.pop(path, None)
+        for name in (path, path + ".tmp"):
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+
+    def _watch(self) -> None:
+        import json
+
+        while not self._stop.wait(_progress_every()):
+            with self._lock:
+                entries = list(self._callbacks.items())
+            for path, (callback, seen) in entries:
+                try:
+                    changed = os.stat(path).st_mtime_ns
+                    if changed == seen:
+                        continue
+                    with open(path) as handle:
+                        info = json.load(handle)
+                except (OSError, ValueError):
+                    continue
+                with self._lock:
+                    if path not in self._callbacks:
+                        continue
+                    self._callbacks[path] = (callback, changed)
+                try:
+                    callback(info)
+                except Exception:  # noqa: BLE001 - a display callback never stops the sweep
+                    pass
+
+    def close(self) -> None:
+        import shutil
+
+        self._stop.set()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class ProcessExecutor(Executor):
@@ -107,6 +213,8 @@ class ProcessExecutor(Executor):
 
     name = "processes"
     remote = True  # other processes: failures are collected, the sweep resumes
+    #: submit() forwards each batch's per-step progress (read from the workers' progress files).
+    progress_per_batch = True
 
     def __init__(self, workers: int | None = None, parts_per_group: int | None = None, retries: int = 1):
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -116,6 +224,7 @@ class ProcessExecutor(Executor):
         self.retries = retries
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._progress: _ProgressWatcher | None = None
 
     @property
     def max_in_flight(self) -> int | None:
@@ -144,30 +253,38 @@ class ProcessExecutor(Executor):
 
         outer: "Future[BatchOutcome]" = Future()
         outer.set_running_or_notify_cancel()
+        path = None
+        if progress is not None:
+            with self._lock:
+                if self._progress is None:
+                    self._progress = _ProgressWatcher()
+                watcher = self._progress
+            path = watcher.add(progress)
+            outer.add_done_callback(lambda _: watcher.remove(path))
         # cloudpickle: user metrics (``extra_metrics``) may be closures or notebook functions
-        self._submit(cloudpickle.dumps(task), outer, 0)
+        self._submit(cloudpickle.dumps(task), outer, 0, path)
         return outer
 
-    def _submit(self, payload: bytes, outer: Future, attempt: int) -> None:
+    def _submit(self, payload: bytes, outer: Future, attempt: int, path: str | None = None) -> None:
         with self._lock:
             pool = self._current_pool()
             try:
-                inner = pool.submit(_run, payload, _passed_environment())
+                inner = pool.submit(_run, payload, _passed_environment(), path)
             except BrokenProcessPool as error:  # broken between two submissions: a new pool
                 self._discard(pool)
                 if attempt >= self.retries:
                     outer.set_exception(error)
                     return
                 pool = self._current_pool()
-                inner = pool.submit(_run, payload, _passed_environment())
-        inner.add_done_callback(lambda done: self._finished(done, pool, payload, outer, attempt))
+                inner = pool.submit(_run, payload, _passed_environment(), path)
+        inner.add_done_callback(lambda done: self._finished(done, pool, payload, outer, attempt, path))
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _finished(self, inner: Future, pool, payload: bytes, outer: Future, attempt: int) -> None:
+    def _finished(self, inner: Future, pool, payload: bytes, outer: Future, attempt: int, path: str | None = None) -> None:
         if inner.cancelled():
             outer.set_exception(CancelledError())
             return
@@ -180,7 +297,7 @@ class ProcessExecutor(Executor):
             # worker again fails for good.
             with self._lock:
                 self._discard(pool)
-            self._submit(payload, outer, attempt + 1)
+            self._submit(payload, outer, attempt + 1, path)
         else:
             outer.set_exception(error)
 
@@ -193,8 +310,11 @@ class ProcessExecutor(Executor):
     def shutdown(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            watcher, self._progress = self._progress, None
         if pool is not None:
             pool.shutdown(wait=True)
+        if watcher is not None:
+            watcher.close()
 
     def describe(self) -> str:
         return f"{self.name} ({self.workers} local worker processes)"

@@ -196,7 +196,13 @@ def _run_batches(
                 ahead.wait()  # this batch's programs, if compiled ahead, are ready
                 if todo:
                     ahead.start(todo[0])
-                future = executor.submit(task, progress.batch_update if executor.live_progress else None)
+                if executor.live_progress:
+                    report = progress.batch_update
+                elif getattr(executor, "progress_per_batch", False):
+                    report = progress.batch_updater(id(batch))
+                else:
+                    report = None
+                future = executor.submit(task, report)
                 in_flight[future] = batch
             if not executor.live_progress:
                 running = sum(len(b) for b in in_flight.values())
@@ -209,11 +215,12 @@ def _run_batches(
                     if isinstance(error, TrajlabError) or not executor.remote:
                         raise error
                     failures.append((batch, error))
+                    progress.end_batch(0, id(batch))
                     continue
                 if not executor.remote or time.monotonic() - last_consolidation >= CONSOLIDATE_EVERY_S:
                     store.consolidate(remove_empty_folders=False)
                     last_consolidation = time.monotonic()
-                progress.end_batch(len(batch))
+                progress.end_batch(len(batch), id(batch))
     except BaseException:
         executor.cancel_pending()
         raise
