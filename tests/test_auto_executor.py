@@ -263,3 +263,40 @@ def test_worker_processes_report_per_step_progress(tmp_path, monkeypatch):
     for batch_reports in reports.values():
         steps = [r["step"] for r in batch_reports]
         assert steps == sorted(steps) and set(steps) <= schedule
+
+
+def test_bench_cores_times_each_mode_with_its_settings(monkeypatch):
+    """`trajlab bench --cores`: each mode is a fresh `trajlab run` with its own environment; the
+    reference is the default command pinned to one core (the child's affinity is set before it
+    starts), and the speed-ups are measured against it."""
+    import subprocess
+
+    from trajlab import bench_cores
+
+    calls = []
+
+    def fake_run(command, capture_output, text, env, preexec_fn=None):
+        calls.append((command, env, preexec_fn))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bench_cores.subprocess, "run", fake_run)
+    monkeypatch.setenv("TRAJLAB_EXECUTOR", "inprocess")  # the user's own default does not leak into a mode
+    result = bench_cores.cores_benchmark("dmf-completion", repeats=1)
+    assert [mode for mode in result["times"]] == list(bench_cores.MODES)
+    assert result["speedup"][bench_cores.REFERENCE] == 1.0
+    by_mode = dict(zip(bench_cores.MODES, calls))
+    for mode, (command, env, preexec) in by_mode.items():
+        assert env["TRAJLAB_COMPILATION_CACHE"] == "0" and "TRAJLAB_EXECUTOR" not in env
+        assert command[1:5] == ["-m", "trajlab", "run", "dmf-completion"] and "--quick" in command
+        assert (preexec is not None) == (mode == bench_cores.REFERENCE)
+    assert "--executor" not in by_mode["default (auto)"][0] and "--executor" not in by_mode["one core"][0]
+    assert by_mode["devices per core"][1]["TRAJLAB_CPU_DEVICES"] == "auto"
+    thing_at_a_time = by_mode["one device, one thing at a time"][1]
+    assert thing_at_a_time["TRAJLAB_BASELINES_BESIDE"] == "0" and thing_at_a_time["TRAJLAB_COMPILE_AHEAD"] == "0"
+    monkeypatch.undo()
+    # the reference's child really runs on one core
+    import sys
+
+    pinned = subprocess.run([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"],
+                            capture_output=True, text=True, preexec_fn=by_mode[bench_cores.REFERENCE][2])
+    assert pinned.stdout.strip() == "1"
