@@ -275,8 +275,8 @@ def test_bench_cores_times_each_mode_with_its_settings(monkeypatch):
 
     calls = []
 
-    def fake_run(command, capture_output, text, env, preexec_fn=None):
-        calls.append((command, env, preexec_fn))
+    def fake_run(command, capture_output, text, env):
+        calls.append((command, env))
         return subprocess.CompletedProcess(command, 0, "", "")
 
     monkeypatch.setattr(bench_cores.subprocess, "run", fake_run)
@@ -285,10 +285,12 @@ def test_bench_cores_times_each_mode_with_its_settings(monkeypatch):
     assert [mode for mode in result["times"]] == list(bench_cores.MODES)
     assert result["speedup"][bench_cores.REFERENCE] == 1.0
     by_mode = dict(zip(bench_cores.MODES, calls))
-    for mode, (command, env, preexec) in by_mode.items():
+    for mode, (command, env) in by_mode.items():
         assert env["TRAJLAB_COMPILATION_CACHE"] == "0" and "TRAJLAB_EXECUTOR" not in env
-        assert command[1:5] == ["-m", "trajlab", "run", "dmf-completion"] and "--quick" in command
-        assert (preexec is not None) == (mode == bench_cores.REFERENCE)
+        pinned = command[1] == "-c"
+        assert pinned == (mode == bench_cores.REFERENCE)
+        run = command[3:] if pinned else command
+        assert run[1:5] == ["-m", "trajlab", "run", "dmf-completion"] and "--quick" in run
     assert "--executor" not in by_mode["default (auto)"][0] and "--executor" not in by_mode["one core"][0]
     assert by_mode["devices per core"][1]["TRAJLAB_CPU_DEVICES"] == "auto"
     thing_at_a_time = by_mode["one device, one thing at a time"][1]
@@ -297,6 +299,5 @@ def test_bench_cores_times_each_mode_with_its_settings(monkeypatch):
     # the reference's child really runs on one core
     import sys
 
-    pinned = subprocess.run([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"],
-                            capture_output=True, text=True, preexec_fn=by_mode[bench_cores.REFERENCE][2])
-    assert pinned.stdout.strip() == "1"
+    command = bench_cores.pinned_to_one_core([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"])
+    assert subprocess.run(command, capture_output=True, text=True).stdout.strip() == "1"

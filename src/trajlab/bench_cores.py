@@ -46,6 +46,17 @@ MODES = {
 }
 
 
+#: A Python launcher that pins itself to its first allowed core, then becomes the command (exec):
+#: the pinning happens in the child, after the fork, with no Python code run between fork and exec.
+_PIN = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def pinned_to_one_core(command: list[str]) -> list[str]:
+    """``command`` run on one core: its process and every child it starts (affinity is inherited)."""
+    return [sys.executable, "-c", _PIN, *command]
+
+
 def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> float:
     env_updates, executor, pinned = MODES[mode]
     env = {k: v for k, v in os.environ.items()
@@ -54,12 +65,10 @@ def time_mode(preset: str, mode: str, folder: Path, extra: list[str] = ()) -> fl
     env.update(env_updates, TRAJLAB_COMPILATION_CACHE="0")
     command = [sys.executable, "-m", "trajlab", "run", preset, "--quick", "--no-progress", "--no-figures",
                "--out", str(folder), *(["--executor", executor] if executor else []), *extra]
-
-    def one_core():
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
+    if pinned:
+        command = pinned_to_one_core(command)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=one_core if pinned else None)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{mode}: {' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
