@@ -183,9 +183,13 @@ def test_worker_processes_see_the_environment_of_the_submission(tmp_path, monkey
     try:
         data = run_sweep(_configs(depths=(1, 2)), tmp_path / "sweep", show_progress=False,
                          extra_metrics={"mark": mark}, executor=executor)
+        assert len(data.runs) == 2 and (data.runs["final.mark"] == 7.5).all()
+        monkeypatch.delenv("TRAJLAB_TEST_MARK")  # the same workers then see it unset again
+        data = run_sweep(_configs(depths=(1, 2)), tmp_path / "again", show_progress=False,
+                         extra_metrics={"mark": mark}, executor=executor)
+        assert len(data.runs) == 2 and (data.runs["final.mark"] == -1).all()
     finally:
         executor.shutdown()
-    assert len(data.runs) == 2 and (data.runs["final.mark"] == 7.5).all()
 
 
 def test_progress_files_reach_the_callback_of_their_batch(tmp_path):

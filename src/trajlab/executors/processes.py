@@ -138,7 +138,9 @@ class _ProgressFile:
 def _run(payload: bytes, environment: dict | None = None, progress_path: str | None = None) -> BatchOutcome:
     import cloudpickle
 
-    if environment:
+    if environment is not None:  # as at the submission (a worker serves several tasks)
+        for name in [k for k in os.environ if k.startswith(_PASSED_ENV_PREFIXES) and k not in environment]:
+            del os.environ[name]
         os.environ.update(environment)
     return execute_batch(cloudpickle.loads(payload), _ProgressFile(progress_path) if progress_path else None)
 
