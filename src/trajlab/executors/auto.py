@@ -27,7 +27,7 @@ from trajlab.executors.in_process import InProcessExecutor
 from trajlab.executors.processes import ProcessExecutor
 
 
-def worker_lanes(batches: list[list], extra_metrics: dict | None = None) -> tuple[int, str]:
+def worker_lanes(batches: list[list]) -> tuple[int, str]:
     """How many worker processes to use for ``batches`` (1: run in this process) and why."""
     from trajlab import registry
     from trajlab._host import cores

@@ -108,11 +108,18 @@ def split_groups(batches: list[list[RunConfig]], parts: int) -> list[list[RunCon
 
 def run_cost(config: RunConfig) -> float:
     """A rough relative cost of one run, to order and share out batches (never to decide results):
-    parameters (bytes of one run's parameters, ``eval_shape`` of the family's init) x ``max_steps``.
-    Runs that stop early at ``train.tol`` cost less than this says; the order is a heuristic."""
-    from trajlab.engine.memory import parameter_bytes
+    parameters (bytes of one run's parameters, ``eval_shape`` of the family's init) x ``max_steps``,
+    computed once per static structure. Runs that stop early at ``train.tol`` cost less than this
+    says; the order is a heuristic."""
+    key = static_key(config)
+    if key not in _COSTS:
+        from trajlab.engine.memory import parameter_bytes
 
-    return float(max(parameter_bytes(config) or 1, 1)) * float(max(config.train.max_steps, 1))
+        _COSTS[key] = float(max(parameter_bytes(config) or 1, 1)) * float(max(config.train.max_steps, 1))
+    return _COSTS[key]
+
+
+_COSTS: dict = {}
 
 
 def batch_cost(batch: list[RunConfig]) -> float:
