@@ -71,6 +71,11 @@ def _fitting(batches: list[list], lanes: int) -> int:
     return lanes
 
 
+def _of_chosen(name: str, default=False) -> property:
+    """A read-only attribute of the executor chosen for the current sweep."""
+    return property(lambda self: getattr(self._chosen, name, default))
+
+
 class AutoExecutor(Executor):
     """Worker processes or this process, chosen per sweep (see the module docstring).
 
@@ -86,25 +91,11 @@ class AutoExecutor(Executor):
         self.reason = ""
 
     # What the coordinator reads is the chosen executor's.
-    @property
-    def remote(self) -> bool:  # type: ignore[override]
-        return self._chosen.remote
-
-    @property
-    def live_progress(self) -> bool:  # type: ignore[override]
-        return self._chosen.live_progress
-
-    @property
-    def progress_per_batch(self) -> bool:
-        return bool(getattr(self._chosen, "progress_per_batch", False))
-
-    @property
-    def max_in_flight(self):
-        return self._chosen.max_in_flight
-
-    @property
-    def compiles_ahead(self) -> bool:
-        return bool(getattr(self._chosen, "compiles_ahead", False))
+    remote = _of_chosen("remote")
+    live_progress = _of_chosen("live_progress")
+    progress_per_batch = _of_chosen("progress_per_batch")
+    max_in_flight = _of_chosen("max_in_flight", None)
+    compiles_ahead = _of_chosen("compiles_ahead")
 
     @property
     def devices(self):
